@@ -1,0 +1,1 @@
+//! Loading the embedded eBPF object, attaching the probes and reading their events.

@@ -1,0 +1,13 @@
+//! guard: a process-confinement supervisor for the tools AI agents run.
+//!
+//! A TOML [`profile`] is compiled into a [`plan`] (pure code), which the [`sandbox`] applies to a
+//! child process through Landlock, seccomp, cgroups and identity changes, while the [`ebpf`]
+//! probes enforce network and exec policy in the kernel. [`host`] detects what this kernel offers.
+
+pub mod audit;
+pub mod commands;
+pub mod ebpf;
+pub mod host;
+pub mod plan;
+pub mod profile;
+pub mod sandbox;

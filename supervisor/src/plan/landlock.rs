@@ -1,0 +1,38 @@
+//! The Landlock part of a plan: path rules, TCP port rules and scopes.
+
+use std::path::PathBuf;
+
+/// Access a profile grants beneath one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FsGrant {
+    pub read: bool,
+    pub write: bool,
+    pub execute: bool,
+}
+
+/// One `path -> grant` rule; paths are absolute and already expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRule {
+    pub path: PathBuf,
+    pub grant: FsGrant,
+}
+
+/// A TCP port range (inclusive) for Landlock network rules (ABI 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// What Landlock must enforce.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LandlockPlan {
+    /// Merged rules, one per path.
+    pub paths: Vec<PathRule>,
+    /// TCP ports the tool may connect to (union of `network.connect` ports); empty = none.
+    pub tcp_connect: Vec<PortRange>,
+    /// TCP ports the tool may bind (from `network.bind`); empty = none.
+    pub tcp_bind: Vec<PortRange>,
+    /// Scope abstract unix sockets and signals to the sandbox (ABI 6).
+    pub scope: bool,
+}

@@ -1,0 +1,3 @@
+//! Running a command inside a sandbox: cgroup, fork, confinement of the child, supervision.
+
+pub mod exit;

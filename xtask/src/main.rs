@@ -1,0 +1,5 @@
+//! Project tasks: `cargo xtask setup | test`.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
