@@ -1,5 +1,51 @@
-//! Project tasks: `cargo xtask setup | test`.
+//! Project tasks, run as `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
+//!
+//! `main.rs` only parses arguments; each task lives in its own module:
+//! - `setup`: install and verify what building and testing guard needs on a Debian 12 host;
+//! - `test`: the full check CI runs (setup, fmt, clippy, tests).
+
+mod cmd;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "guard project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing (Debian packages, bpf-linker, the deb-1.96 toolchain); idempotent.
+    Setup,
+    /// Run setup, then `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`.
+    Test(test::Options),
+}
 
 fn main() -> anyhow::Result<()> {
-    Ok(())
+    let cli = Cli::parse();
+    // Every task runs from the workspace root so relative paths and cargo invocations agree
+    // whatever directory `cargo xtask` was started from.
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)
+        .with_context(|| format!("cannot change directory to {}", root.display()))?;
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Test(options) => test::run(&options),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask's manifest directory has no parent")
 }
