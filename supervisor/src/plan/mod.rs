@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod ebpf;
 pub mod landlock;
 pub mod seccomp;
+pub mod seccomp_groups;
 
 use std::ffi::OsString;
 use std::time::Duration;

@@ -1,3 +1,4 @@
 //! Running a command inside a sandbox: cgroup, fork, confinement of the child, supervision.
 
 pub mod exit;
+pub mod seccomp;

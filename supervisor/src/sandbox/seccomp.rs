@@ -1,0 +1,335 @@
+//! The seccomp layer: a [`SeccompPlan`] compiled into a raw BPF program in the parent, and the
+//! async-signal-safe [`install`] that loads it in the forked child.
+//!
+//! The split follows the design: libseccomp allocates and takes locks, which a child forked from
+//! the multithreaded supervisor must not do, so all of libseccomp runs before the fork and the
+//! child only hands finished bytes to the kernel.
+//!
+//! # What the filter does
+//! - default action: allow; every syscall in the plan's deny list gets the plan's action
+//!   (EPERM, kill the process, or log);
+//! - the markers of [`crate::plan::seccomp_groups`] add argument-filtered rules:
+//!   `ioctl(fd, TIOCSTI)`, `ioctl(fd, TIOCLINUX)`, and user-namespace creation through `clone`,
+//!   `clone3` and `unshare`;
+//! - syscalls of any architecture but the native one (on x86_64: i386 through `int 0x80` and x32
+//!   through the x32 syscall bit) kill the process, or are logged under the log action. The deny
+//!   list is written in native syscall numbers, so a foreign-ABI syscall would slip past it; we
+//!   kill rather than fail it with an errno because no tool guard confines is a 32-bit binary, and
+//!   a native process issuing one is attempting exactly this bypass.
+//!
+//! # Minimum kernel version
+//! The minimum kernel version required to use the kill-process and log actions is 4.14.
+
+use std::fmt;
+use std::io::{Read, Seek, SeekFrom};
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use nix::errno::Errno;
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+use crate::plan::seccomp::{SeccompAction, SeccompPlan};
+use crate::plan::seccomp_groups::{
+    self, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
+};
+
+/// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
+const MAX_INSTRUCTIONS: usize = 4096;
+
+/// Size of one `struct sock_filter` in the exported program: u16 code, u8 jt, u8 jf, u32 k.
+const INSTRUCTION_BYTES: usize = 8;
+
+/// The kernel reads the `cmd` argument of `ioctl` as an `unsigned int`; a rule comparing all 64
+/// bits would let `TIOCSTI | 1 << 32` through, so request numbers are compared under this mask.
+const IOCTL_CMD_MASK: u64 = 0xffff_ffff;
+
+/// A seccomp filter ready to load: classic BPF instructions for the native architecture.
+#[derive(Clone)]
+pub struct CompiledSeccomp {
+    program: Vec<libc::sock_filter>,
+}
+
+impl CompiledSeccomp {
+    /// The BPF instructions, in the order the kernel runs them.
+    pub fn instructions(&self) -> &[libc::sock_filter] {
+        &self.program
+    }
+}
+
+impl fmt::Debug for CompiledSeccomp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledSeccomp")
+            .field("instructions", &self.program.len())
+            .finish()
+    }
+}
+
+/// Why a seccomp plan could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("expanding syscall groups")]
+    ExpandGroups(#[source] UnknownGroup),
+    #[error("creating the libseccomp filter")]
+    CreateFilter(#[source] libseccomp::error::SeccompError),
+    #[error("setting the action for syscalls of non-native architectures")]
+    SetBadArchAction(#[source] libseccomp::error::SeccompError),
+    #[error("unknown syscall `{name}`")]
+    ResolveSyscall {
+        name: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("syscall `{name}` does not exist on this architecture")]
+    SyscallNotOnArch { name: String },
+    #[error("adding the seccomp rule for `{syscall}`")]
+    AddRule {
+        syscall: &'static str,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("adding the seccomp rule for `{name}`")]
+    AddDenyRule {
+        name: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("creating a memfd for the exported BPF program")]
+    CreateMemfd(#[source] nix::Error),
+    #[error("exporting the BPF program")]
+    ExportBpf(#[source] libseccomp::error::SeccompError),
+    #[error("reading back the exported BPF program")]
+    ReadBpf(#[source] std::io::Error),
+    #[error("the exported BPF program has {bytes} bytes, not a whole number of instructions")]
+    TruncatedProgram { bytes: usize },
+    #[error("the BPF program has {instructions} instructions; the kernel allows {max}", max = MAX_INSTRUCTIONS)]
+    ProgramTooLong { instructions: usize },
+}
+
+/// Compiles a plan into a BPF program for the native architecture. Pure apart from libseccomp's
+/// allocations and one memfd; nothing is loaded.
+///
+/// Groups still in `plan.deny` are expanded (expansion is idempotent). A name that libseccomp
+/// does not know, or that this architecture lacks, is an error unless a group lists it: groups
+/// span architectures, profiles name what they mean.
+///
+/// # Errors
+/// See [`SeccompError`]; each variant names the step that failed.
+pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
+    let deny = seccomp_groups::expand(&plan.deny).map_err(SeccompError::ExpandGroups)?;
+    let action = match plan.action {
+        SeccompAction::Errno => ScmpAction::Errno(libc::EPERM),
+        SeccompAction::Kill => ScmpAction::KillProcess,
+        SeccompAction::Log => ScmpAction::Log,
+    };
+    // Under the log action nothing is denied, so a foreign-ABI syscall bypasses nothing: log it
+    // like the rest instead of killing a process that audit mode promised to let run.
+    let bad_arch = match plan.action {
+        SeccompAction::Log => ScmpAction::Log,
+        SeccompAction::Errno | SeccompAction::Kill => ScmpAction::KillProcess,
+    };
+
+    // `new_filter` adds the native architecture only; every other one gets `bad_arch`.
+    let mut filter =
+        ScmpFilterContext::new(ScmpAction::Allow).map_err(SeccompError::CreateFilter)?;
+    filter
+        .set_act_badarch(bad_arch)
+        .map_err(SeccompError::SetBadArchAction)?;
+
+    let mut unconditional: Vec<&str> = Vec::new();
+    let mut markers: Vec<&str> = Vec::new();
+    for name in &deny {
+        if seccomp_groups::MARKERS.contains(&name.as_str()) {
+            markers.push(name);
+            continue;
+        }
+        let Some(syscall) = resolve(name)? else {
+            continue;
+        };
+        filter
+            .add_rule(action, syscall)
+            .map_err(|source| SeccompError::AddDenyRule {
+                name: name.clone(),
+                source,
+            })?;
+        unconditional.push(name);
+    }
+
+    // A syscall denied outright needs no argument rule; libseccomp would also reject a second
+    // rule with a different action for it.
+    let covered = |syscall: &str| unconditional.contains(&syscall);
+    for marker in markers {
+        match marker {
+            MARKER_TIOCSTI if !covered("ioctl") => {
+                add_ioctl_rule(&mut filter, action, libc::TIOCSTI)?;
+            }
+            MARKER_TIOCLINUX if !covered("ioctl") => {
+                add_ioctl_rule(&mut filter, action, libc::TIOCLINUX)?;
+            }
+            MARKER_USERNS => add_userns_rules(&mut filter, action, &covered)?,
+            _ => {}
+        }
+    }
+
+    let program = export(&filter)?;
+    if program.len() > MAX_INSTRUCTIONS {
+        return Err(SeccompError::ProgramTooLong {
+            instructions: program.len(),
+        });
+    }
+    Ok(CompiledSeccomp { program })
+}
+
+/// Resolves a syscall name for the native architecture; `None` for a group member this
+/// architecture lacks.
+fn resolve(name: &str) -> Result<Option<ScmpSyscall>, SeccompError> {
+    let resolved = ScmpSyscall::from_name_by_arch(name, ScmpArch::Native);
+    let syscall = match resolved {
+        Ok(syscall) => syscall,
+        // libseccomp only knows names it has tables for; a group may list newer ones.
+        Err(_) if seccomp_groups::is_group_member(name) => return Ok(None),
+        Err(source) => {
+            return Err(SeccompError::ResolveSyscall {
+                name: name.to_owned(),
+                source,
+            });
+        }
+    };
+    // Names libseccomp knows from other architectures resolve to negative pseudo-numbers here,
+    // which a rule would silently never match.
+    if syscall.as_raw_syscall() < 0 {
+        if seccomp_groups::is_group_member(name) {
+            return Ok(None);
+        }
+        return Err(SeccompError::SyscallNotOnArch {
+            name: name.to_owned(),
+        });
+    }
+    Ok(Some(syscall))
+}
+
+fn native(name: &'static str) -> Result<ScmpSyscall, SeccompError> {
+    ScmpSyscall::from_name_by_arch(name, ScmpArch::Native).map_err(|source| {
+        SeccompError::ResolveSyscall {
+            name: name.to_owned(),
+            source,
+        }
+    })
+}
+
+fn add_ioctl_rule(
+    filter: &mut ScmpFilterContext,
+    action: ScmpAction,
+    request: u64,
+) -> Result<(), SeccompError> {
+    let cmd = ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(IOCTL_CMD_MASK), request);
+    filter
+        .add_rule_conditional(action, native("ioctl")?, &[cmd])
+        .map_err(|source| SeccompError::AddRule {
+            syscall: "ioctl",
+            source,
+        })?;
+    Ok(())
+}
+
+/// User namespaces: `clone` and `unshare` carry their flags in a register, so the rule checks the
+/// CLONE_NEWUSER bit. `clone3` passes them in a `struct clone_args` in memory, which seccomp
+/// cannot read (the pointer could also be changed by another thread after the check), so it fails
+/// with ENOSYS: glibc, musl and Go treat that as "kernel too old" and fall back to `clone`, where
+/// the flag is checked. Chromium's and Codex's sandboxes, and Docker's default profile, do the
+/// same. The flags are the first argument of `clone` on every architecture guard supports
+/// (x86_64, aarch64); s390 would differ.
+fn add_userns_rules(
+    filter: &mut ScmpFilterContext,
+    action: ScmpAction,
+    covered: &dyn Fn(&str) -> bool,
+) -> Result<(), SeccompError> {
+    let newuser = u64::from(libc::CLONE_NEWUSER.unsigned_abs());
+    let flag = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(newuser), newuser);
+    for syscall in ["clone", "unshare"] {
+        if covered(syscall) {
+            continue;
+        }
+        filter
+            .add_rule_conditional(action, native(syscall)?, &[flag])
+            .map_err(|source| SeccompError::AddRule { syscall, source })?;
+    }
+    // A profile that denies clone3 outright keeps its own action.
+    if !covered("clone3") {
+        filter
+            .add_rule(ScmpAction::Errno(libc::ENOSYS), native("clone3")?)
+            .map_err(|source| SeccompError::AddRule {
+                syscall: "clone3",
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Exports the filter through a memfd (libseccomp 2.5 has no in-memory export) and decodes the
+/// bytes into instructions.
+fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    let fd =
+        memfd_create(c"guard-seccomp", MFdFlags::MFD_CLOEXEC).map_err(SeccompError::CreateMemfd)?;
+    let mut file = std::fs::File::from(fd);
+    filter.export_bpf(&file).map_err(SeccompError::ExportBpf)?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(SeccompError::ReadBpf)?;
+    decode(&bytes)
+}
+
+/// Splits exported bytes into `sock_filter`s; libseccomp writes them in native byte order.
+fn decode(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    if !bytes.len().is_multiple_of(INSTRUCTION_BYTES) {
+        return Err(SeccompError::TruncatedProgram { bytes: bytes.len() });
+    }
+    Ok(bytes
+        .chunks_exact(INSTRUCTION_BYTES)
+        .map(|insn| libc::sock_filter {
+            code: u16::from_ne_bytes([insn[0], insn[1]]),
+            jt: insn[2],
+            jf: insn[3],
+            k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
+        })
+        .collect())
+}
+
+/// Loads a compiled filter into the calling thread. Only raw syscalls, no allocation, no locks:
+/// safe in a child forked from a multithreaded parent, before `execve`.
+///
+/// Sets no_new_privs first, which the kernel requires for an unprivileged filter load; the child
+/// has normally set it already, and setting it again is a no-op. Without TSYNC the filter binds
+/// the calling thread only, which is the whole process in a freshly forked child.
+///
+/// # Errors
+/// The errno of `prctl` or `seccomp`: EINVAL for a malformed program or a kernel without seccomp
+/// filters, EACCES when no_new_privs could not be set and the caller lacks CAP_SYS_ADMIN.
+///
+/// # Minimum kernel version
+/// The minimum kernel version required to use this function is 3.17 (the `seccomp` syscall).
+pub fn install(compiled: &CompiledSeccomp) -> Result<(), nix::Error> {
+    // SAFETY: prctl with integer arguments only.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    let len = u16::try_from(compiled.program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        // The kernel copies the program and never writes through this pointer.
+        filter: compiled.program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `len` valid instructions that outlive the call; the kernel copies
+    // them before returning.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const prog,
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
