@@ -11,7 +11,7 @@
 //! removed; anchoring the last hash elsewhere (a remote log) covers those.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -90,12 +90,13 @@ struct ChainTip {
 /// Re-checks every line of an audit log: the contract's field set, `seq` counting up from 0 per
 /// sandbox, and each `prev` against the hash of that sandbox's previous line.
 ///
-/// Returns the number of records checked.
+/// Reads through its own buffer, so a plain `File` will do. Returns the number of records checked.
 ///
 /// # Errors
 /// The first [`ChainError`], naming the line where it shows. A changed line shows at the next
 /// line of its sandbox, as [`ChainError::Prev`] whose `previous_line` is the changed one.
-pub fn verify_chain<R: BufRead>(mut reader: R) -> Result<usize, ChainError> {
+pub fn verify_chain<R: Read>(reader: R) -> Result<usize, ChainError> {
+    let mut reader = BufReader::new(reader);
     let mut tips: HashMap<String, ChainTip> = HashMap::new();
     let mut buf = Vec::new();
     let mut line = 0;
