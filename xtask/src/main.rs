@@ -9,6 +9,7 @@ mod setup;
 mod test;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -28,14 +29,26 @@ enum Command {
     Test(test::Options),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The error chain alone says what failed; anyhow's backtrace (RUST_BACKTRACE is often set
+    // in CI) would only push it out of view.
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
     // Every task runs from the workspace root so relative paths and cargo invocations agree
     // whatever directory `cargo xtask` was started from.
     let root = workspace_root()?;
     std::env::set_current_dir(&root)
         .with_context(|| format!("cannot change directory to {}", root.display()))?;
-    match cli.command {
+    match command {
         Command::Setup => setup::run(),
         Command::Test(options) => test::run(&options),
     }

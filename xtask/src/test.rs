@@ -27,7 +27,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     setup::run()?;
 
     let mut test = Command::new("cargo");
-    test.args(["test", "--locked"])
+    // --no-fail-fast: a failing unit test must not hide the end-to-end results.
+    test.args(["test", "--locked", "--no-fail-fast"])
         .args(&options.cargo_test_args);
     let steps: Vec<(&'static str, Command)> = vec![
         ("fmt", cargo(&["fmt", "--all", "--", "--check"])),
@@ -75,7 +76,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if !failed.is_empty() {
         bail!("failed steps: {}", failed.join(", "));
     }
-    eprintln!("all steps passed");
+    eprintln!("xtask test: all steps passed");
     Ok(())
 }
 
