@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: locating the binary, temp dirs, running guard.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `guard` binary cargo built for this test run.
@@ -23,3 +24,123 @@ pub fn repo_root() -> PathBuf {
         .expect("supervisor/ has a parent")
         .to_path_buf()
 }
+
+/// What a finished `guard` run showed: exit code and text streams, printable for assertions.
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The exit code; a guard killed by a signal is reported as 128+N like a shell would.
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .code()
+            .unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs guard with `args`, stdin closed.
+pub fn guard(args: &[&str]) -> Run {
+    guard_with_env(args, &[])
+}
+
+/// Runs guard with `args` and extra environment variables in guard's own environment.
+pub fn guard_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Command::new(guard_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run guard {args:?}: {e}"))
+        .into()
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("guard-e2e-{label}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Creates and returns a subdirectory.
+    pub fn mkdir(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `<dir>/<name>.toml` and returns its path as a string.
+pub fn write_profile(dir: &TempDir, name: &str, toml: &str) -> String {
+    let path = dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path.to_string_lossy().into_owned()
+}
+
+/// chmod 755.
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+}
+
+/// True when the tests run as root (guard exec needs root for cgroups and capabilities).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips a test that needs root, saying why (never silently).
+macro_rules! require_root {
+    () => {
+        if !$crate::support::is_root() {
+            eprintln!("skipping: needs root (guard exec creates cgroups and drops capabilities)");
+            return;
+        }
+    };
+}
+pub(crate) use require_root;

@@ -1,5 +1,15 @@
 //! Running a command inside a sandbox: cgroup, fork, confinement of the child, supervision.
+//!
+//! [`launch::launch`] is the one linear function that applies the steps in order; the other
+//! modules each do one of them.
 
 pub mod cgroup;
+mod child;
 pub mod exit;
+pub mod handshake;
+pub mod landlock;
+pub mod launch;
+mod monitor;
+pub mod program;
 pub mod seccomp;
+pub mod supervise;

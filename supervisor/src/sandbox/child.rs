@@ -1,0 +1,219 @@
+//! What the forked child does between `fork` and `execve`.
+//!
+//! The supervisor may hold threads (aya, the daemon), so after `fork` the child only runs
+//! async-signal-safe raw syscalls on data the parent prepared: no allocation, no locks, no
+//! `std::process`. Every step reports its failure as a [`ChildFailure`] on the report pipe and
+//! ends the child with status 125 (126/127 for the exec step), so nothing of the command runs
+//! when confinement could not be completed.
+
+use std::ffi::{CString, c_char};
+use std::os::fd::RawFd;
+
+use super::handshake::{ChildFailure, ChildStep, GO};
+use super::seccomp::CompiledSeccomp;
+use crate::plan::UserIds;
+
+/// Everything the child needs, prepared by the parent before `fork`.
+pub struct ChildSetup<'a> {
+    /// Absolute path of the program (PATH lookup was done in the parent).
+    pub program: &'a CString,
+    /// NULL-terminated `argv` pointing into strings the parent owns.
+    pub argv: &'a [*const c_char],
+    /// NULL-terminated `envp` pointing into strings the parent owns.
+    pub envp: &'a [*const c_char],
+    pub workdir: &'a CString,
+    /// RLIMIT_* resource and value pairs.
+    pub rlimits: &'a [(libc::__rlimit_resource_t, libc::rlimit)],
+    /// Highest capability number of this kernel (/proc/sys/kernel/cap_last_cap).
+    pub last_cap: u32,
+    pub user: Option<UserIds>,
+    /// The Landlock ruleset fd; `None` when Landlock is not applied (audit mode, no Landlock).
+    pub landlock_ruleset: Option<RawFd>,
+    pub seccomp: Option<&'a CompiledSeccomp>,
+    /// Read end of the go pipe.
+    pub go: RawFd,
+    /// Write end of the close-on-exec report pipe.
+    pub report: RawFd,
+    /// The supervisor's pid, to notice if it died before we set PDEATHSIG.
+    pub supervisor_pid: libc::pid_t,
+}
+
+/// Capability header version 3 (64-bit capability sets in two 32-bit words).
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Runs the child's confinement steps in order and execs the command. Never returns.
+///
+/// # Safety
+/// Must only be called in the child right after `fork`; the pointers in `setup` must be valid.
+pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
+    // SAFETY: every call below is a raw syscall on memory prepared before fork.
+    unsafe {
+        // If the supervisor dies, so does the child: no confined tool outlives its supervisor
+        // unsupervised. The getppid check closes the race with a parent that died before prctl.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+            || libc::getppid() != setup.supervisor_pid
+        {
+            fail(setup.report, ChildStep::WaitForGo, errno(), 125);
+        }
+
+        // 1. Wait until the parent has put us in the sandbox cgroups and the probes watch them:
+        //    anything the command does must already be accounted and policed.
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(setup.go, (&raw mut byte).cast(), 1);
+            if n == 1 && byte == GO {
+                break;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            // EOF or anything else: the supervisor gave up; run nothing.
+            libc::_exit(125);
+        }
+        libc::close(setup.go);
+
+        // 2. The supervisor blocks signals it reads through signalfd and Rust ignores SIGPIPE;
+        //    both would be inherited through execve, so reset them to what a shell would give.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+            fail(setup.report, ChildStep::ResetSignals, errno(), 125);
+        }
+        for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+
+        // 3. Working directory before Landlock, so that a workdir outside the profile still
+        //    becomes the cwd (reads there are then denied by Landlock, as they should be).
+        if libc::chdir(setup.workdir.as_ptr()) != 0 {
+            fail(setup.report, ChildStep::Workdir, errno(), 125);
+        }
+
+        // 4. rlimits (open_files, cpu_time per process as a backstop to the cgroup-wide check).
+        for (resource, limit) in setup.rlimits {
+            if libc::setrlimit(*resource, limit) != 0 {
+                fail(setup.report, ChildStep::Rlimits, errno(), 125);
+            }
+        }
+
+        // 5. Capabilities, bounding set first: dropping it needs CAP_SETPCAP, which the user
+        //    switch below takes away.
+        for cap in 0..=setup.last_cap {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && errno() != libc::EINVAL
+            {
+                fail(setup.report, ChildStep::DropBoundingSet, errno(), 125);
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(setup.report, ChildStep::DropBoundingSet, errno(), 125);
+        }
+
+        // 6. process.user: groups, then gid, then uid (setuid last, it takes the right to the rest).
+        if let Some(user) = setup.user {
+            let groups = [user.gid];
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setresgid(user.gid, user.gid, user.gid) != 0
+                || libc::setresuid(user.uid, user.uid, user.uid) != 0
+            {
+                fail(setup.report, ChildStep::SwitchUser, errno(), 125);
+            }
+        }
+
+        // 7. Empty the effective, permitted and inheritable sets (bounding and ambient are done).
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) != 0 {
+            fail(setup.report, ChildStep::ClearCapabilities, errno(), 125);
+        }
+
+        // 8. no_new_privs: no setuid binary or file capability can give anything back, and it is
+        //    what allows an unprivileged Landlock and seccomp.
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(setup.report, ChildStep::NoNewPrivs, errno(), 125);
+        }
+
+        // 9. Landlock: files, TCP ports, scopes.
+        if let Some(ruleset) = setup.landlock_ruleset {
+            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) != 0 {
+                fail(setup.report, ChildStep::Landlock, errno(), 125);
+            }
+            libc::close(ruleset);
+        }
+
+        // 10. Nothing the supervisor holds (BPF maps, audit log, cgroup fds, fds it inherited)
+        //     may reach the tool: mark every descriptor above stderr close-on-exec.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            fail(setup.report, ChildStep::Stdio, errno(), 125);
+        }
+
+        // 11. seccomp last: the steps above need syscalls the filter may deny.
+        if let Some(filter) = setup.seccomp
+            && let Err(err) = super::seccomp::install(filter)
+        {
+            fail(setup.report, ChildStep::Seccomp, err as i32, 125);
+        }
+
+        // 12. exec. EACCES (Landlock execute right, noexec) is 126, ENOENT 127 (contract).
+        libc::execve(
+            setup.program.as_ptr(),
+            setup.argv.as_ptr(),
+            setup.envp.as_ptr(),
+        );
+        let err = errno();
+        let status = if err == libc::ENOENT || err == libc::ENOTDIR {
+            127
+        } else {
+            126
+        };
+        fail(setup.report, ChildStep::Exec, err, status)
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reports `step` failed with `err` and ends the child with `status`.
+unsafe fn fail(report: RawFd, step: ChildStep, err: i32, status: i32) -> ! {
+    let message = ChildFailure { step, errno: err }.encode();
+    // SAFETY: raw write of a stack buffer, then _exit without running destructors or atexit.
+    unsafe {
+        libc::write(report, message.as_ptr().cast(), message.len());
+        libc::_exit(status)
+    }
+}

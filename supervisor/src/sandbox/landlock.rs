@@ -1,0 +1,297 @@
+//! Turning a [`LandlockPlan`] into a Landlock ruleset, in the supervisor, before `fork`.
+//!
+//! The ruleset is built for exactly the ABI this kernel reports, with
+//! [`CompatLevel::HardRequirement`], so nothing is silently dropped: what the kernel cannot
+//! enforce is listed in [`PreparedLandlock::gaps`] and the launcher refuses to start unless
+//! another layer covers it. The child only calls `landlock_restrict_self` on the returned fd.
+//!
+//! Rights per grant: `read` = read files and list directories; `write` = read plus every
+//! modifying right of the ABI (create, remove, truncate, refer, device ioctl); `execute` = read
+//! plus execute.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
+};
+
+use crate::plan::Weakening;
+use crate::plan::landlock::{FsGrant, LandlockPlan, PortRange};
+
+/// Landlock ABI that added TCP bind/connect rules (Linux 6.7).
+const ABI_NET: u32 = 4;
+/// Landlock ABI that added scoping of abstract unix sockets and signals (Linux 6.12).
+const ABI_SCOPE: u32 = 6;
+
+/// A part of the plan this kernel's Landlock cannot enforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandlockGap {
+    /// No Landlock at all: file access is not restricted by Landlock.
+    Unavailable,
+    /// ABI < 4: TCP connect/bind port rules.
+    TcpPorts,
+    /// ABI < 6: abstract unix socket and signal scoping.
+    Scoping,
+}
+
+impl LandlockGap {
+    /// Whether the profile's `allow_weaker` accepts running without this part. Landlock missing
+    /// altogether is never accepted: nothing else restricts files.
+    pub fn accepted_by(&self, plan: &crate::plan::Plan) -> bool {
+        match self {
+            LandlockGap::Unavailable => false,
+            LandlockGap::TcpPorts => plan.allows_weaker(Weakening::LandlockNet),
+            LandlockGap::Scoping => plan.allows_weaker(Weakening::LandlockScope),
+        }
+    }
+}
+
+impl std::fmt::Display for LandlockGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LandlockGap::Unavailable => "Landlock is not available: file rules cannot be enforced",
+            LandlockGap::TcpPorts => "Landlock ABI < 4: TCP port rules cannot be enforced",
+            LandlockGap::Scoping => {
+                "Landlock ABI < 6: abstract unix sockets and signals cannot be scoped"
+            }
+        })
+    }
+}
+
+/// A ruleset ready for `landlock_restrict_self` in the child.
+#[derive(Debug)]
+pub struct PreparedLandlock {
+    /// `None` when the kernel has no Landlock.
+    pub ruleset: Option<OwnedFd>,
+    /// Paths of the plan that do not exist on this host (nothing to grant beneath them).
+    pub missing_paths: Vec<PathBuf>,
+    /// What this ABI cannot enforce.
+    pub gaps: Vec<LandlockGap>,
+}
+
+/// Errors while building the ruleset.
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    #[error("creating the Landlock ruleset")]
+    CreateRuleset(#[source] RulesetError),
+    #[error("adding the Landlock rule for {path}")]
+    AddPathRule {
+        path: PathBuf,
+        #[source]
+        source: RulesetError,
+    },
+    #[error("adding the Landlock rule for TCP port {port}")]
+    AddPortRule {
+        port: u16,
+        #[source]
+        source: RulesetError,
+    },
+}
+
+/// File rights for one grant at `abi`.
+pub fn fs_rights(grant: FsGrant, abi: ABI) -> BitFlags<AccessFs> {
+    let mut rights = BitFlags::<AccessFs>::empty();
+    if grant.read || grant.write || grant.execute {
+        rights |= AccessFs::ReadFile | AccessFs::ReadDir;
+    }
+    if grant.write {
+        rights |= AccessFs::from_write(abi);
+    }
+    if grant.execute {
+        rights |= AccessFs::Execute;
+    }
+    rights & AccessFs::from_all(abi)
+}
+
+/// What the host ABI cannot enforce of `plan`.
+pub fn gaps(plan: &LandlockPlan, abi: u32) -> Vec<LandlockGap> {
+    if abi == 0 {
+        return vec![LandlockGap::Unavailable];
+    }
+    let mut gaps = Vec::new();
+    if abi < ABI_NET && (restricts_ports(&plan.tcp_connect) || restricts_ports(&plan.tcp_bind)) {
+        gaps.push(LandlockGap::TcpPorts);
+    }
+    if abi < ABI_SCOPE && plan.scope {
+        gaps.push(LandlockGap::Scoping);
+    }
+    gaps
+}
+
+/// True unless the ranges allow every port (then there is nothing to restrict).
+fn restricts_ports(ranges: &[PortRange]) -> bool {
+    !covers_all_ports(ranges)
+}
+
+fn covers_all_ports(ranges: &[PortRange]) -> bool {
+    let mut sorted: Vec<PortRange> = ranges.to_vec();
+    sorted.sort_by_key(|r| r.first);
+    let mut next: u32 = 0;
+    for range in sorted {
+        if u32::from(range.first) > next {
+            return false;
+        }
+        next = next.max(u32::from(range.last) + 1);
+    }
+    next > u32::from(u16::MAX)
+}
+
+/// Builds the ruleset for `plan` at the host's `abi` (0 = no Landlock).
+pub fn prepare(plan: &LandlockPlan, abi: u32) -> Result<PreparedLandlock, LandlockError> {
+    let gaps = gaps(plan, abi);
+    if abi == 0 {
+        return Ok(PreparedLandlock {
+            ruleset: None,
+            missing_paths: Vec::new(),
+            gaps,
+        });
+    }
+    let abi_level = ABI::from(i32::try_from(abi).unwrap_or(i32::MAX));
+    let restrict_connect = abi >= ABI_NET && restricts_ports(&plan.tcp_connect);
+    let restrict_bind = abi >= ABI_NET && restricts_ports(&plan.tcp_bind);
+
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi_level))
+        .map_err(LandlockError::CreateRuleset)?;
+    if restrict_connect {
+        ruleset = ruleset
+            .handle_access(AccessNet::ConnectTcp)
+            .map_err(LandlockError::CreateRuleset)?;
+    }
+    if restrict_bind {
+        ruleset = ruleset
+            .handle_access(AccessNet::BindTcp)
+            .map_err(LandlockError::CreateRuleset)?;
+    }
+    if abi >= ABI_SCOPE && plan.scope {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)
+            .map_err(LandlockError::CreateRuleset)?;
+    }
+    let mut created = ruleset.create().map_err(LandlockError::CreateRuleset)?;
+
+    let mut missing_paths = Vec::new();
+    for rule in &plan.paths {
+        let Ok(fd) = PathFd::new(&rule.path) else {
+            // A path that does not exist grants nothing; the parent directory's rules decide
+            // whether it may be created.
+            missing_paths.push(rule.path.clone());
+            continue;
+        };
+        let mut rights = fs_rights(rule.grant, abi_level);
+        // Directory-only rights on a file make landlock_add_rule fail with EINVAL.
+        if !rule.path.is_dir() {
+            rights &= AccessFs::from_file(abi_level);
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, rights))
+            .map_err(|source| LandlockError::AddPathRule {
+                path: rule.path.clone(),
+                source,
+            })?;
+    }
+    for (restrict, ranges, access) in [
+        (restrict_connect, &plan.tcp_connect, AccessNet::ConnectTcp),
+        (restrict_bind, &plan.tcp_bind, AccessNet::BindTcp),
+    ] {
+        if !restrict {
+            continue;
+        }
+        for range in ranges {
+            for port in range.first..=range.last {
+                created = created
+                    .add_rule(NetPort::new(port, access))
+                    .map_err(|source| LandlockError::AddPortRule { port, source })?;
+            }
+        }
+    }
+    Ok(PreparedLandlock {
+        ruleset: created.into(),
+        missing_paths,
+        gaps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(first: u16, last: u16) -> PortRange {
+        PortRange { first, last }
+    }
+
+    #[test]
+    fn read_grant_has_no_write_or_execute() {
+        let rights = fs_rights(
+            FsGrant {
+                read: true,
+                ..FsGrant::default()
+            },
+            ABI::V7,
+        );
+        assert!(rights.contains(AccessFs::ReadFile | AccessFs::ReadDir));
+        assert!(!rights.contains(AccessFs::WriteFile));
+        assert!(!rights.contains(AccessFs::Execute));
+    }
+
+    #[test]
+    fn write_grant_includes_truncate_and_read_but_not_execute() {
+        let rights = fs_rights(
+            FsGrant {
+                write: true,
+                ..FsGrant::default()
+            },
+            ABI::V7,
+        );
+        assert!(rights.contains(AccessFs::WriteFile | AccessFs::Truncate | AccessFs::ReadFile));
+        assert!(!rights.contains(AccessFs::Execute));
+    }
+
+    #[test]
+    fn rights_never_exceed_the_abi() {
+        let rights = fs_rights(
+            FsGrant {
+                read: true,
+                write: true,
+                execute: true,
+            },
+            ABI::V1,
+        );
+        assert!(!rights.contains(AccessFs::Truncate));
+        assert!(!rights.contains(AccessFs::Refer));
+    }
+
+    #[test]
+    fn full_port_coverage_is_detected_across_ranges() {
+        assert!(covers_all_ports(&[range(0, 1000), range(1001, 65535)]));
+        assert!(covers_all_ports(&[range(500, 65535), range(0, 600)]));
+        assert!(!covers_all_ports(&[range(0, 1000), range(1002, 65535)]));
+        assert!(!covers_all_ports(&[]));
+    }
+
+    #[test]
+    fn old_abis_report_what_they_cannot_enforce() {
+        let plan = LandlockPlan {
+            scope: true,
+            tcp_connect: vec![range(443, 443)],
+            ..LandlockPlan::default()
+        };
+        assert_eq!(gaps(&plan, 7), vec![]);
+        assert_eq!(gaps(&plan, 5), vec![LandlockGap::Scoping]);
+        assert_eq!(
+            gaps(&plan, 3),
+            vec![LandlockGap::TcpPorts, LandlockGap::Scoping]
+        );
+        assert_eq!(gaps(&plan, 0), vec![LandlockGap::Unavailable]);
+    }
+
+    #[test]
+    fn empty_port_list_still_restricts_connect() {
+        // No `network.connect` entries means no TCP connect at all, which ABI 4 can enforce.
+        let plan = LandlockPlan::default();
+        assert_eq!(gaps(&plan, 3), vec![LandlockGap::TcpPorts]);
+    }
+}

@@ -1,0 +1,489 @@
+//! `guard exec`'s one linear function: every confinement step in the order design.md gives,
+//! each with the reason it sits where it does.
+
+use std::ffi::{CString, OsStr, OsString, c_char};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
+use serde_json::json;
+
+use super::cgroup::{self, CgroupEvents, CgroupManager};
+use super::child::{self, ChildSetup};
+use super::handshake::{ChildFailure, ChildStep, GO};
+use super::landlock::{self as sandbox_landlock, LandlockGap};
+use super::program::{self, ProgramError};
+use super::seccomp;
+use super::supervise::{self, Deadlines, Ending};
+use super::{exit, monitor::Monitor};
+use crate::audit::{AuditEvent, AuditLog, Enforcer, Verdict};
+use crate::plan::{Mode, Plan};
+
+/// What to run and where to write the evidence.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub command: Vec<OsString>,
+    pub workdir: PathBuf,
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Everything that can stop guard before or while starting the command.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("an argument or environment value contains a NUL byte")]
+    NulByte,
+    #[error("preparing the Landlock ruleset")]
+    Landlock(#[from] sandbox_landlock::LandlockError),
+    #[error("this kernel cannot enforce the profile: {}", list(.0))]
+    Unenforceable(Vec<LandlockGap>),
+    #[error("compiling the seccomp filter")]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("opening the audit log")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("setting up the sandbox cgroup")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("setting up signal handling")]
+    Signals(#[from] supervise::SuperviseError),
+    #[error("creating the handshake pipes")]
+    Pipe(#[source] nix::Error),
+    #[error("forking the command")]
+    Fork(#[source] nix::Error),
+    #[error("releasing the command")]
+    Release(#[source] std::io::Error),
+    #[error("{0}")]
+    Child(ChildFailure),
+}
+
+fn list(gaps: &[LandlockGap]) -> String {
+    gaps.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl LaunchError {
+    /// The exit status of `guard exec` for this error (contract: 125, or 126/127 for the program).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::Program(ProgramError::NotFound(_)) => exit::NOT_FOUND,
+            LaunchError::Program(ProgramError::NotExecutable(_)) => exit::NOT_EXECUTABLE,
+            LaunchError::Child(ChildFailure {
+                step: ChildStep::Exec,
+                errno,
+            }) => {
+                if *errno == libc::ENOENT || *errno == libc::ENOTDIR {
+                    exit::NOT_FOUND
+                } else {
+                    exit::NOT_EXECUTABLE
+                }
+            }
+            _ => exit::GUARD_FAILED,
+        }
+    }
+}
+
+/// Runs `request.command` confined by `plan` and returns guard's exit status.
+///
+/// `landlock_abi` is this kernel's Landlock ABI (0 = none); only what the launch needs is probed
+/// on this path, because every tool call an agent makes pays guard's start-up.
+pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result<u8, LaunchError> {
+    let sandbox_id = new_sandbox_id();
+    let enforce = plan.mode == Mode::Enforce;
+
+    // 1. Resolve the program with the sandbox's PATH, before anything is created, so a typo is a
+    //    plain 127 and nothing else happens.
+    let Some(name) = request.command.first() else {
+        return Err(ProgramError::NotFound(String::new()).into());
+    };
+    let sandbox_path = plan
+        .identity
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let program = program::resolve(name, sandbox_path, &request.workdir)?;
+
+    // 2. Build the Landlock ruleset and the seccomp program here, in the parent: the child must
+    //    not allocate after fork. A part the kernel cannot enforce stops us (fail closed).
+    //    In audit mode Landlock is not applied at all: it cannot log-and-allow.
+    let landlock = if enforce {
+        let prepared = sandbox_landlock::prepare(&plan.landlock, landlock_abi)?;
+        let refused: Vec<LandlockGap> = prepared
+            .gaps
+            .iter()
+            .filter(|gap| !gap.accepted_by(plan))
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(LaunchError::Unenforceable(refused));
+        }
+        prepared.ruleset
+    } else {
+        None
+    };
+    // Audit mode: denied syscalls are allowed and logged by the kernel instead.
+    let seccomp_plan = if enforce {
+        plan.seccomp.clone()
+    } else {
+        crate::plan::SeccompPlan {
+            action: crate::plan::seccomp::SeccompAction::Log,
+            ..plan.seccomp.clone()
+        }
+    };
+    let filter = seccomp::compile(&seccomp_plan)?;
+
+    // 3. The audit log before the sandbox exists: if evidence cannot be written, nothing runs.
+    let mut audit = AuditLog::open(
+        request.audit_log.as_deref(),
+        &sandbox_id,
+        &plan.profile_name,
+        &plan.profile_sha256,
+    )?;
+
+    // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
+    let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
+
+    // 5. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
+    //    and make guard non-dumpable so the tool cannot read its memory or environment via /proc.
+    let signals = match supervise::block_signals() {
+        Ok(signals) => signals,
+        Err(err) => {
+            let _ = cgroup.remove();
+            return Err(err.into());
+        }
+    };
+    make_undumpable();
+
+    // 6. Everything the child touches, prepared before fork.
+    let env_pairs: Vec<OsString> = plan
+        .identity
+        .env
+        .iter()
+        .map(|(key, value)| {
+            let mut pair = key.clone();
+            pair.push("=");
+            pair.push(value);
+            pair
+        })
+        .collect();
+    let argv_strings = to_cstrings(request.command.iter().map(OsString::as_os_str))?;
+    let envp_strings = to_cstrings(env_pairs.iter().map(OsString::as_os_str))?;
+    let argv = null_terminated(&argv_strings);
+    let envp = null_terminated(&envp_strings);
+    let program_c = to_cstring(program.as_os_str())?;
+    let workdir_c = to_cstring(request.workdir.as_os_str())?;
+    let rlimits = rlimits(plan);
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
+    let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
+    let setup = ChildSetup {
+        program: &program_c,
+        argv: &argv,
+        envp: &envp,
+        workdir: &workdir_c,
+        rlimits: &rlimits,
+        last_cap: last_capability(),
+        user: plan.identity.user,
+        landlock_ruleset: landlock.as_ref().map(AsRawFd::as_raw_fd),
+        seccomp: Some(&filter),
+        go: go_read.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        supervisor_pid: nix::unistd::getpid().as_raw(),
+    };
+
+    // 7. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
+    // SAFETY: the child only runs `child::run`, which uses raw syscalls on prepared memory.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => unsafe { child::run(&setup) },
+        Ok(ForkResult::Parent { child }) => child,
+        Err(err) => {
+            let _ = cgroup.remove();
+            return Err(LaunchError::Fork(err));
+        }
+    };
+    drop(go_read);
+    drop(report_write);
+    drop(landlock);
+
+    // 8. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
+    if let Err(err) = cgroup.add_task(child) {
+        abandon(child, cgroup.as_ref());
+        return Err(err.into());
+    }
+    if let Err(err) = write_go(go_write) {
+        abandon(child, cgroup.as_ref());
+        return Err(LaunchError::Release(err));
+    }
+
+    // 9. The report pipe closes on a successful execve; a message means a failed step and the
+    //    command never ran.
+    let exe = program.to_string_lossy().into_owned();
+    if let Some(failure) = read_report(report_read) {
+        abandon(child, cgroup.as_ref());
+        return Err(LaunchError::Child(failure));
+    }
+    let started = audit
+        .record(
+            AuditEvent::Start,
+            child.as_raw(),
+            &exe,
+            Verdict::Allow,
+            None,
+            Enforcer::Supervisor,
+            json!({
+                "mode": if enforce { "enforce" } else { "audit" },
+                "workdir": request.workdir,
+                "cgroup": cgroup.cgroup2_path(),
+            }),
+        )
+        .and_then(|()| {
+            audit.record(
+                AuditEvent::Exec,
+                child.as_raw(),
+                &exe,
+                Verdict::Allow,
+                Some("process.exec"),
+                Enforcer::Supervisor,
+                json!({ "argv": request.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>() }),
+            )
+        });
+    if let Err(err) = started {
+        // No evidence, no run: the command dies before it does anything else.
+        abandon(child, cgroup.as_ref());
+        return Err(err.into());
+    }
+
+    // 10. Supervise: relay signals, enforce time limits, until the command ends. Then nothing of
+    //     the sandbox may survive it (double-forked daemons included): kill the whole cgroup.
+    let mut monitor = Monitor::new(cgroup.as_ref());
+    let ending = supervise::supervise(
+        child,
+        &signals,
+        Deadlines {
+            wall_time: plan.time.wall_time,
+            cpu_time: plan.time.cpu_time,
+        },
+        &mut monitor,
+    );
+    let cleanup = cgroup.kill_all();
+    let events = cgroup.events();
+    let removed = cgroup.remove();
+    let ending = ending?;
+    for (what, result) in [
+        ("killing the rest of the sandbox", cleanup),
+        ("removing the sandbox cgroup", removed),
+    ] {
+        if let Err(err) = result {
+            eprintln!("guard: error: {what}: {}", error_chain(&err));
+        }
+    }
+
+    // 11. Evidence and the contract's exit status.
+    let events = events.unwrap_or_default();
+    Ok(report_ending(&mut audit, plan, child, &exe, ending, events))
+}
+
+/// Writes the limit and exit records, prints the kill line, and returns the exit status.
+fn report_ending(
+    audit: &mut AuditLog,
+    plan: &Plan,
+    child: Pid,
+    exe: &str,
+    ending: Ending,
+    events: CgroupEvents,
+) -> u8 {
+    let mut limits: Vec<(&str, Verdict, Enforcer, String, serde_json::Value)> = Vec::new();
+    match ending {
+        Ending::WallTime => limits.push((
+            "limits.wall_time",
+            Verdict::Kill,
+            Enforcer::Supervisor,
+            format!("wall time limit of {} reached", human(plan.time.wall_time)),
+            json!({ "limit_ms": plan.time.wall_time.map(|d| d.as_millis() as u64) }),
+        )),
+        Ending::CpuTime => limits.push((
+            "limits.cpu_time",
+            Verdict::Kill,
+            Enforcer::Supervisor,
+            format!("CPU time limit of {} used up", human(plan.time.cpu_time)),
+            json!({ "limit_ms": plan.time.cpu_time.map(|d| d.as_millis() as u64) }),
+        )),
+        _ => {}
+    }
+    if events.oom_kills > 0 {
+        limits.push((
+            "limits.memory",
+            Verdict::Kill,
+            Enforcer::Cgroup,
+            format!(
+                "out of memory in its cgroup (limit {} bytes), {} process(es) OOM-killed",
+                plan.cgroup.memory_bytes.unwrap_or(0),
+                events.oom_kills
+            ),
+            json!({ "limit_bytes": plan.cgroup.memory_bytes, "oom_kills": events.oom_kills }),
+        ));
+    }
+    if events.pids_max > 0 {
+        limits.push((
+            "limits.pids",
+            Verdict::Deny,
+            Enforcer::Cgroup,
+            format!("{} fork(s) refused at the pids limit", events.pids_max),
+            json!({ "limit": plan.cgroup.pids, "refused_forks": events.pids_max }),
+        ));
+    }
+    for (rule, verdict, enforcer, what, detail) in limits {
+        if verdict == Verdict::Kill {
+            eprintln!("guard: killed {child} {exe}: {what} (rule {rule})");
+        }
+        if let Err(err) = audit.record(
+            AuditEvent::Limit,
+            child.as_raw(),
+            exe,
+            verdict,
+            Some(rule),
+            enforcer,
+            detail,
+        ) {
+            eprintln!("guard: error: writing the audit log: {}", error_chain(&err));
+        }
+    }
+    let code = exit::exit_code(ending);
+    let (status, signal) = match ending {
+        Ending::Exited(status) => (Some(status), None),
+        Ending::Signaled(signal) => (None, Some(signal)),
+        Ending::WallTime | Ending::CpuTime => (None, Some(libc::SIGKILL)),
+    };
+    if let Err(err) = audit.record(
+        AuditEvent::Exit,
+        child.as_raw(),
+        exe,
+        Verdict::Allow,
+        None,
+        Enforcer::Supervisor,
+        json!({ "status": status, "signal": signal, "guard_exit": code }),
+    ) {
+        eprintln!("guard: error: writing the audit log: {}", error_chain(&err));
+    }
+    code
+}
+
+fn human(limit: Option<std::time::Duration>) -> String {
+    limit.map_or_else(
+        || "?".to_owned(),
+        |d| humantime::format_duration(d).to_string(),
+    )
+}
+
+/// `error: cause: cause` for one line on stderr.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A sandbox id unique on this host: guard's pid and the start time in microseconds.
+fn new_sandbox_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("g{}-{micros:x}", std::process::id())
+}
+
+fn make_undumpable() {
+    // SAFETY: prctl with integer arguments. Failure leaves guard dumpable, which only matters
+    // for processes with the same uid, and the tool has no capabilities to use it.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+fn to_cstring(value: &OsStr) -> Result<CString, LaunchError> {
+    CString::new(value.as_bytes()).map_err(|_| LaunchError::NulByte)
+}
+
+fn to_cstrings<'a>(values: impl Iterator<Item = &'a OsStr>) -> Result<Vec<CString>, LaunchError> {
+    values.map(to_cstring).collect()
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn rlimits(plan: &Plan) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    let mut limits = Vec::new();
+    if let Some(files) = plan.open_files {
+        limits.push((
+            libc::RLIMIT_NOFILE,
+            libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            },
+        ));
+    }
+    if let Some(cpu) = plan.time.cpu_time {
+        // Per process, a backstop to the sandbox-wide CPU accounting; the hard limit one second
+        // later turns SIGXCPU into SIGKILL for a process that ignores it.
+        let secs = cpu.as_secs().max(1);
+        limits.push((
+            libc::RLIMIT_CPU,
+            libc::rlimit {
+                rlim_cur: secs,
+                rlim_max: secs + 1,
+            },
+        ));
+    }
+    limits
+}
+
+/// The highest capability number this kernel knows; 63 covers any kernel if it cannot be read.
+fn last_capability() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// Kills a child that must not run, reaps it and removes its cgroup.
+fn abandon(child: Pid, cgroup: &dyn CgroupManager) {
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(child, None);
+    let _ = cgroup.kill_all();
+    let _ = cgroup.remove();
+}
+
+fn write_go(go: OwnedFd) -> std::io::Result<()> {
+    let mut file = std::fs::File::from(go);
+    std::io::Write::write_all(&mut file, &[GO])
+}
+
+/// Reads the child's report until EOF: `None` means execve succeeded.
+fn read_report(report: OwnedFd) -> Option<ChildFailure> {
+    let mut file = std::fs::File::from(report);
+    let mut bytes = Vec::new();
+    match file.read_to_end(&mut bytes) {
+        Ok(_) if bytes.is_empty() => None,
+        Ok(_) => Some(ChildFailure::decode(&bytes).unwrap_or(ChildFailure {
+            step: ChildStep::Exec,
+            errno: libc::EIO,
+        })),
+        Err(err) => Some(ChildFailure {
+            step: ChildStep::WaitForGo,
+            errno: err.raw_os_error().unwrap_or(libc::EIO),
+        }),
+    }
+}

@@ -1,0 +1,562 @@
+//! `guard exec` end to end, as root on this host: what the confined tool can and cannot do, the
+//! exit-status contract, limits, cleanup and the audit log, all observed from outside.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::{TempDir, guard, require_root, write_profile};
+
+/// A profile that can run the shell and coreutils, read `read_dir`, write `write_dir`.
+fn shell_profile(dir: &TempDir, read_dir: &Path, write_dir: &Path, extra: &str) -> String {
+    write_profile(
+        dir,
+        "shell",
+        &format!(
+            r#"
+name = "e2e-shell"
+extends = ["base"]
+
+[filesystem]
+read = ["{read}"]
+write = ["{write}"]
+execute = ["/usr/bin", "/bin"]
+
+[process]
+env = {{ keep = ["PATH"] }}
+{extra}
+"#,
+            read = read_dir.display(),
+            write = write_dir.display(),
+        ),
+    )
+}
+
+#[test]
+fn allowed_reads_and_writes_work_and_others_fail_with_eacces() {
+    require_root!();
+    let dir = TempDir::new("fs");
+    let readable = dir.mkdir("readable");
+    let writable = dir.mkdir("writable");
+    let secret = dir.mkdir("secret");
+    fs::write(readable.join("hello"), "hello from readable\n").unwrap();
+    fs::write(secret.join("key"), "top secret\n").unwrap();
+    let profile = shell_profile(&dir, &readable, &writable, "");
+
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "cat",
+        &format!("{}/hello", readable.display()),
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("hello from readable"), "{out}");
+
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "cat",
+        &format!("{}/key", secret.display()),
+    ]);
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    assert!(!out.stdout.contains("top secret"), "{out}");
+
+    let inside = writable.join("made-inside");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "sh",
+        "-c",
+        &format!("echo ok > {}", inside.display()),
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(fs::read_to_string(&inside).unwrap(), "ok\n");
+
+    let outside = readable.join("made-outside");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "sh",
+        "-c",
+        &format!("echo pwned > {}", outside.display()),
+    ]);
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    assert!(
+        !outside.exists(),
+        "a write outside the profile went through"
+    );
+}
+
+#[test]
+fn exec_outside_the_profile_is_denied_by_the_kernel() {
+    require_root!();
+    let dir = TempDir::new("exec");
+    let tools = dir.mkdir("tools");
+    let marker = dir.path().join("marker");
+    let script = tools.join("forbidden.sh");
+    fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    crate::support::make_executable(&script);
+    let profile = shell_profile(&dir, dir.path(), &dir.mkdir("w"), "");
+
+    // The initial command itself: not executable under the profile -> 126, nothing ran.
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 126, "{out}");
+    assert!(!marker.exists(), "the forbidden program ran");
+
+    // From inside a shell the profile allows.
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "sh",
+        "-c",
+        &format!("{}; echo rc=$?", script.display()),
+    ]);
+    assert!(out.stdout.contains("rc=126"), "{out}");
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    assert!(!marker.exists(), "the forbidden program ran");
+}
+
+#[test]
+fn exit_status_follows_the_contract() {
+    require_root!();
+    let dir = TempDir::new("status");
+    let profile = shell_profile(&dir, dir.path(), &dir.mkdir("w"), "");
+    let run = |args: &[&str]| {
+        let mut all = vec!["exec", "--profile", profile.as_str(), "--"];
+        all.extend_from_slice(args);
+        guard(&all)
+    };
+    assert_eq!(run(&["true"]).code(), 0);
+    assert_eq!(run(&["sh", "-c", "exit 3"]).code(), 3);
+    assert_eq!(run(&["sh", "-c", "kill -TERM $$"]).code(), 143);
+    assert_eq!(run(&["no-such-command-anywhere"]).code(), 127);
+    assert_eq!(run(&["/etc/hostname"]).code(), 126);
+}
+
+#[test]
+fn bad_input_exits_125_and_runs_nothing() {
+    require_root!();
+    let dir = TempDir::new("bad");
+    let marker = dir.path().join("marker");
+    let touch = format!("touch {}", marker.display());
+    let broken = write_profile(
+        &dir,
+        "broken",
+        "name = \"b\"\n[limits]\nmemory = \"12 parsecs\"\n",
+    );
+    let unknown = write_profile(
+        &dir,
+        "unknown",
+        "name = \"u\"\nfavourite_colour = \"blue\"\n",
+    );
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "exec",
+            "--profile",
+            "no-such-profile-anywhere",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+        vec!["exec", "--profile", &broken, "--", "sh", "-c", &touch],
+        vec!["exec", "--profile", &unknown, "--", "sh", "-c", &touch],
+        vec![
+            "exec",
+            "--profile",
+            &broken,
+            "--mode",
+            "loud",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+        vec!["exec", "--no-such-flag", "--", "sh", "-c", &touch],
+    ];
+    for args in cases {
+        let out = guard(&args);
+        assert_eq!(out.code(), 125, "{args:?}: {out}");
+        assert!(!out.stderr.trim().is_empty(), "{args:?}: no error message");
+        assert!(!marker.exists(), "{args:?}: the command ran");
+    }
+    let out = guard(&["exec", "--profile", &broken, "--", "true"]);
+    assert!(
+        out.stderr.contains("limits.memory"),
+        "the error names the key: {out}"
+    );
+}
+
+#[test]
+fn the_tool_has_no_privileges() {
+    require_root!();
+    let dir = TempDir::new("privs");
+    let profile = shell_profile(&dir, Path::new("/proc"), &dir.mkdir("w"), "");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line:?} in {out}");
+    }
+    assert!(
+        out.stdout.contains("Seccomp:\t2"),
+        "no seccomp filter: {out}"
+    );
+}
+
+#[test]
+fn escapes_are_refused_by_the_kernel() {
+    require_root!();
+    let dir = TempDir::new("escape");
+    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    let python = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(name, *args):
+    r = libc.syscall(*args)
+    print(name, "ok" if r >= 0 else os.strerror(ctypes.get_errno()))
+attempt("ptrace", 101, 0, 0, 0, 0)            # PTRACE_TRACEME
+attempt("bpf", 321, 0, 0, 0)                  # BPF_MAP_CREATE with no attr
+attempt("unshare-user", 272, 0x10000000)      # CLONE_NEWUSER
+attempt("mount", 165, b"none", b"/mnt", b"tmpfs", 0, 0)
+attempt("setns", 308, 0, 0)
+"#;
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        python,
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    for name in ["ptrace", "bpf", "unshare-user", "mount", "setns"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line: {out}"));
+        assert!(!line.ends_with(" ok"), "{name} succeeded: {out}");
+    }
+    let out = guard(&["exec", "--profile", &profile, "--", "unshare", "-U", "true"]);
+    assert_ne!(out.code(), 0, "unshare -U succeeded: {out}");
+}
+
+#[test]
+fn guard_environment_does_not_leak_into_the_tool() {
+    require_root!();
+    let dir = TempDir::new("env");
+    let profile = shell_profile(&dir, Path::new("/proc"), &dir.mkdir("w"), "");
+    let out = crate::support::guard_with_env(
+        &[
+            "exec",
+            "--profile",
+            &profile,
+            "--",
+            "sh",
+            "-c",
+            "env; echo ---; cat /proc/$PPID/environ; echo rc=$?",
+        ],
+        &[("GUARD_E2E_SECRET", "hunter2")],
+    );
+    assert!(!out.stdout.contains("hunter2"), "the secret leaked: {out}");
+    assert!(
+        out.stdout.contains("rc=1"),
+        "guard's environ was readable: {out}"
+    );
+}
+
+#[test]
+fn fork_bomb_is_contained_by_pids_limit() {
+    require_root!();
+    let dir = TempDir::new("forkbomb");
+    let profile = shell_profile(
+        &dir,
+        dir.path(),
+        &dir.mkdir("w"),
+        "[limits]\npids = 32\nwall_time = \"3s\"\n",
+    );
+    let log = dir.path().join("audit.jsonl");
+    let mut bomb = std::process::Command::new(crate::support::guard_bin())
+        .args([
+            "exec",
+            "--profile",
+            &profile,
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            "bash",
+            "-c",
+            "b() { b | b & }; b",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the bomb goes off, the host still forks and runs programs.
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..20 {
+        assert!(
+            std::process::Command::new("true")
+                .status()
+                .unwrap()
+                .success(),
+            "the host cannot fork"
+        );
+    }
+    let status = bomb.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "the bomb was not ended by wall_time"
+    );
+    let records = fs::read_to_string(&log).unwrap();
+    assert!(
+        records.contains("\"event\":\"limit\"") && records.contains("limits.pids"),
+        "no pids limit record: {records}"
+    );
+    assert!(
+        records.contains("limits.wall_time"),
+        "no wall_time record: {records}"
+    );
+}
+
+#[test]
+fn memory_hog_is_oom_killed_in_its_cgroup() {
+    require_root!();
+    let dir = TempDir::new("oom");
+    let profile = shell_profile(
+        &dir,
+        Path::new("/usr/lib/python3.11"),
+        &dir.mkdir("w"),
+        "[limits]\nmemory = \"64MiB\"\n",
+    );
+    let log = dir.path().join("audit.jsonl");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--audit-log",
+        log.to_str().unwrap(),
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "b = b'x' * (512 << 20); print('survived')",
+    ]);
+    assert_eq!(out.code(), 137, "{out}");
+    assert!(!out.stdout.contains("survived"), "{out}");
+    let records = fs::read_to_string(&log).unwrap();
+    assert!(
+        records.contains("\"event\":\"limit\"") && records.contains("limits.memory"),
+        "no memory limit record: {records}"
+    );
+}
+
+#[test]
+fn wall_time_kills_a_spinner() {
+    require_root!();
+    let dir = TempDir::new("walltime");
+    let profile = shell_profile(
+        &dir,
+        dir.path(),
+        &dir.mkdir("w"),
+        "[limits]\nwall_time = \"2s\"\n",
+    );
+    let started = Instant::now();
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.code(), 137, "{out}");
+    assert!(
+        out.stderr.contains("guard: killed") && out.stderr.contains("limits.wall_time"),
+        "{out}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "the spinner lived {took:?}"
+    );
+}
+
+#[test]
+fn a_double_forked_daemon_does_not_outlive_guard() {
+    require_root!();
+    let dir = TempDir::new("daemon");
+    let w = dir.mkdir("w");
+    let pidfile = w.join("pid");
+    let profile = shell_profile(&dir, dir.path(), &w, "");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "setsid sh -c 'sleep 300 & echo $! > {}' & sleep 0.5",
+            pidfile.display()
+        ),
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The daemon's pid must be gone (or, if reused, not be our sleep).
+    let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        !cmdline.starts_with("sleep\0300"),
+        "the daemon survived as pid {pid}"
+    );
+}
+
+#[test]
+fn audit_log_records_start_exec_and_exit_in_a_verified_chain() {
+    require_root!();
+    let dir = TempDir::new("audit");
+    let profile = shell_profile(&dir, dir.path(), &dir.mkdir("w"), "");
+    let log = dir.path().join("audit.jsonl");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--audit-log",
+        log.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(out.code(), 7, "{out}");
+    let text = fs::read_to_string(&log).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["start", "exec", "exit"], "{text}");
+    for (seq, record) in records.iter().enumerate() {
+        assert_eq!(record["seq"], seq as u64);
+        for field in [
+            "ts",
+            "sandbox",
+            "profile",
+            "profile_sha256",
+            "pid",
+            "exe",
+            "verdict",
+            "rule",
+            "enforcer",
+            "detail",
+            "prev",
+        ] {
+            assert!(
+                record.get(field).is_some(),
+                "record {seq} lacks {field}: {text}"
+            );
+        }
+    }
+    assert_eq!(records[2]["detail"]["status"], 7, "{text}");
+    guard::audit::verify_chain(fs::File::open(&log).unwrap()).expect("the chain verifies");
+}
+
+#[test]
+fn audit_mode_records_instead_of_denying_files() {
+    require_root!();
+    let dir = TempDir::new("auditmode");
+    let readable = dir.mkdir("r");
+    let target = readable.join("written-in-audit-mode");
+    let profile = shell_profile(&dir, &readable, &dir.mkdir("w"), "");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--mode",
+        "audit",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo x > {}", target.display()),
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(target.exists());
+}
+
+#[test]
+fn no_sandbox_cgroup_is_left_behind() {
+    require_root!();
+    let dir = TempDir::new("cleanup");
+    let profile = shell_profile(
+        &dir,
+        dir.path(),
+        &dir.mkdir("w"),
+        "[limits]\nmemory = \"128MiB\"\npids = 64\n",
+    );
+    let out = guard(&["exec", "--profile", &profile, "--", "sh", "-c", "echo $$"]);
+    assert_eq!(out.code(), 0, "{out}");
+    let pid = out.stdout.trim().to_string();
+    for root in [
+        "/sys/fs/cgroup/memory/guard",
+        "/sys/fs/cgroup/pids/guard",
+        "/sys/fs/cgroup/unified/guard",
+        "/sys/fs/cgroup/guard",
+    ] {
+        let Ok(entries) = fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                let procs =
+                    fs::read_to_string(entry.path().join("cgroup.procs")).unwrap_or_default();
+                assert!(
+                    !procs.lines().any(|p| p == pid),
+                    "pid {pid} still in {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
