@@ -1,8 +1,556 @@
 //! `guard explain PROFILE`: the effective policy in words, and which layer enforces each part here.
+//!
+//! [`describe`] is pure (a compiled plan and hand-made [`HostFeatures`] in, text out) so each
+//! host situation is unit-tested; [`run`] loads, compiles and detects the host.
+//!
+//! Audit mode, decided here and stated in the output: `guard exec --mode audit` does not apply
+//! Landlock at all (Landlock has no log-only mode, and a denied open cannot be observed and then
+//! allowed), turns the seccomp action into `log`, and makes the eBPF checks record `audit`
+//! verdicts instead of denying or killing. cgroup limits, rlimits and the wall-time limit still
+//! apply, because they protect the host rather than express the policy under test.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
-pub fn run(_profile: &str) -> ExitCode {
-    eprintln!("guard explain: not yet implemented");
-    ExitCode::from(crate::sandbox::exit::GUARD_FAILED)
+use crate::host::{CgroupMode, HostFeatures};
+use crate::plan::seccomp::SeccompAction;
+use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, ViolationAction, Weakening};
+use crate::profile::{self, ExpandContext, Lookup, ProfileError, ResolvedProfile};
+
+/// Exit status when the profile cannot be loaded or compiled.
+const INVALID: u8 = 1;
+
+pub fn run(spec: &str) -> ExitCode {
+    let profile = match profile::load(spec, &Lookup::from_env()) {
+        Ok(p) => p,
+        Err(ProfileError::Invalid(d)) => {
+            eprintln!("{d}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => {
+            eprintln!("guard explain: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let expand = match ExpandContext::from_process() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("guard explain: cannot read the current directory: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let ctx = CompileContext {
+        expand,
+        parent_env: std::env::vars_os().collect(),
+        mode: Mode::Enforce,
+        users: &NixUserResolver,
+    };
+    let plan = match Plan::compile(&profile, &ctx) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("guard explain: {}: {e}", profile.file);
+            return ExitCode::from(INVALID);
+        }
+    };
+    print!("{}", describe(&profile, &plan, &HostFeatures::detect()));
+    ExitCode::SUCCESS
+}
+
+/// Appends one line; writing to a String cannot fail.
+macro_rules! say {
+    ($out:expr) => {
+        $out.push('\n')
+    };
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        "(none)".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn action(a: ViolationAction) -> &'static str {
+    match a {
+        ViolationAction::Deny => "deny (the operation fails, the tool goes on)",
+        ViolationAction::Kill => "kill (the whole sandbox is killed)",
+        ViolationAction::Audit => "audit (allowed and recorded)",
+    }
+}
+
+/// Says what happens to a part whose kernel feature is missing: allowed weaker or fail closed.
+fn missing(plan: &Plan, part: Weakening, what: &str) -> String {
+    if plan.allows_weaker(part) {
+        format!(
+            "weaker here: {what} (accepted by allow_weaker \"{}\")",
+            part.as_str()
+        )
+    } else {
+        format!(
+            "MISSING here: {what}; required (not in allow_weaker), so `guard exec` refuses to start (exit 125)"
+        )
+    }
+}
+
+/// Whether the cgroup controller `c` is usable on this host, and where.
+fn controller(host: &HostFeatures, c: &str) -> Option<&'static str> {
+    match &host.cgroup {
+        CgroupMode::V2 { controllers, .. } if controllers.iter().any(|x| x == c) => {
+            Some("cgroup v2")
+        }
+        CgroupMode::Hybrid {
+            v1,
+            unified_controllers,
+            ..
+        } => {
+            if unified_controllers.iter().any(|x| x == c) {
+                Some("cgroup v2 (unified)")
+            } else if v1.iter().any(|(x, _)| x == c) {
+                Some("cgroup v1")
+            } else {
+                None
+            }
+        }
+        CgroupMode::V1 { v1 } if v1.iter().any(|(x, _)| x == c) => Some("cgroup v1"),
+        _ => None,
+    }
+}
+
+fn has_cgroup2(host: &HostFeatures) -> bool {
+    matches!(
+        host.cgroup,
+        CgroupMode::V2 { .. } | CgroupMode::Hybrid { .. }
+    )
+}
+
+/// The effective policy of `profile` (compiled as `plan`) and its enforcement on `host`.
+pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> String {
+    let mut o = String::new();
+    let p = &profile.profile;
+    let abi = host.landlock_abi;
+    say!(
+        o,
+        "profile {} ({}, sha256 {})",
+        profile.name,
+        profile.file,
+        profile.sha256
+    );
+    if let Some(d) = &profile.description {
+        say!(o, "  {d}");
+    }
+    say!(o, "  layers merged: {}", profile.layers.join(" -> "));
+    say!(
+        o,
+        "  host: kernel {}, Landlock ABI {abi}",
+        host.kernel_release
+    );
+    say!(o);
+
+    let paths = |f: fn(&crate::plan::landlock::FsGrant) -> bool| {
+        list(
+            plan.landlock
+                .paths
+                .iter()
+                .filter(|r| f(&r.grant))
+                .map(|r| r.path.display().to_string()),
+        )
+    };
+    say!(o, "files");
+    say!(o, "  read:    {}", paths(|g| g.read));
+    say!(o, "  write:   {}", paths(|g| g.write));
+    say!(o, "  execute: {}", paths(|g| g.execute));
+    say!(
+        o,
+        "  everything else under / is denied; paths missing on this host are skipped"
+    );
+    if abi >= 1 {
+        say!(
+            o,
+            "  enforced by Landlock ABI {abi}: EACCES in the kernel, whatever on_violation says (Landlock cannot kill)"
+        );
+        if abi < 3 {
+            say!(
+                o,
+                "  weaker here: Landlock ABI {abi} < 3 cannot restrict truncate() of files outside write"
+            );
+        }
+    } else {
+        say!(
+            o,
+            "  MISSING here: Landlock is not available; files cannot be confined, so `guard exec` refuses to start (exit 125)"
+        );
+    }
+    say!(o);
+
+    say!(o, "network");
+    say!(o, "  connect: {}", list(&plan.ebpf.connect));
+    say!(o, "  bind:    {}", list(&plan.ebpf.bind));
+    say!(
+        o,
+        "  unix:    {}",
+        list(plan.ebpf.unix.iter().map(|u| u.display()))
+    );
+    say!(
+        o,
+        "  dns:     {}",
+        if plan.ebpf.dns {
+            "to the resolvers of /etc/resolv.conf"
+        } else {
+            "no"
+        }
+    );
+    say!(
+        o,
+        "  host names are resolved when the sandbox starts and re-resolved on their DNS TTL"
+    );
+    if host.bpf.cgroup_sock_addr.is_available() && has_cgroup2(host) {
+        say!(
+            o,
+            "  enforced by eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6: EPERM before any packet leaves"
+        );
+    } else {
+        say!(
+            o,
+            "  MISSING here: eBPF cgroup_sock_addr programs (or a cgroup2 mount) are not available; network policy cannot be enforced, so `guard exec` refuses to start (exit 125)"
+        );
+    }
+    let ports = |v: &[crate::plan::landlock::PortRange]| {
+        list(v.iter().map(|r| {
+            if r.first == r.last {
+                r.first.to_string()
+            } else {
+                format!("{}-{}", r.first, r.last)
+            }
+        }))
+    };
+    if abi >= 4 {
+        say!(
+            o,
+            "  also Landlock TCP rules (ABI 4): connect ports {}, bind ports {}",
+            ports(&plan.landlock.tcp_connect),
+            ports(&plan.landlock.tcp_bind)
+        );
+    } else {
+        say!(
+            o,
+            "  {}",
+            missing(
+                plan,
+                Weakening::LandlockNet,
+                &format!(
+                    "Landlock ABI {abi} < 4 has no TCP port rules; network rests on eBPF alone"
+                )
+            )
+        );
+    }
+    if abi >= 6 {
+        say!(
+            o,
+            "  abstract unix sockets and signals are scoped to the sandbox (Landlock ABI 6)"
+        );
+    } else {
+        say!(
+            o,
+            "  {}",
+            missing(
+                plan,
+                Weakening::LandlockScope,
+                &format!("Landlock ABI {abi} < 6 cannot scope abstract unix sockets and signals")
+            )
+        );
+    }
+    say!(o);
+
+    say!(o, "exec allowlist");
+    say!(
+        o,
+        "  may execute: {}",
+        list(plan.ebpf.exec_allow.iter().map(|p| p.display()))
+    );
+    if p.process.exec.is_none() {
+        say!(
+            o,
+            "  (process.exec not set: defaults to filesystem.execute)"
+        );
+    }
+    say!(
+        o,
+        "  Landlock execute right: exec of anything outside filesystem.execute fails with EACCES"
+    );
+    if host.bpf.lsm.is_available() {
+        say!(
+            o,
+            "  enforced by BPF LSM bprm_check_security: a forbidden exec fails with EPERM before it happens"
+        );
+    } else if host.bpf.tracepoint.is_available() {
+        say!(
+            o,
+            "  enforced by eBPF tracepoint sched_process_exec: the process is killed after exec, before its first instruction"
+        );
+        say!(
+            o,
+            "  {}",
+            missing(
+                plan,
+                Weakening::BpfLsm,
+                "BPF LSM not available (bprm_check_security would deny with EPERM)"
+            )
+        );
+    } else {
+        say!(
+            o,
+            "  MISSING here: neither BPF LSM nor tracepoint programs load; the exec allowlist cannot be enforced, so `guard exec` refuses to start (exit 125)"
+        );
+    }
+    say!(o);
+
+    say!(o, "syscalls");
+    say!(o, "  denied: {}", list(&plan.seccomp.deny));
+    let act = match plan.seccomp.action {
+        SeccompAction::Errno => "the syscall fails with EPERM",
+        SeccompAction::Kill => "the process is killed (SIGSYS)",
+        SeccompAction::Log => "allowed and logged by the kernel",
+    };
+    say!(
+        o,
+        "  enforced by seccomp (libseccomp, groups expanded for this architecture): {act}"
+    );
+    say!(o);
+
+    say!(o, "limits");
+    let cg = |c: &str| match controller(host, c) {
+        Some(w) => format!("enforced by {w}"),
+        None => {
+            format!("MISSING here: no {c} controller; `guard exec` refuses to start (exit 125)")
+        }
+    };
+    if let Some(m) = plan.cgroup.memory_bytes {
+        say!(
+            o,
+            "  memory: {m} bytes ({}): the sandbox is OOM-killed beyond it",
+            cg("memory")
+        );
+    }
+    if let Some(n) = plan.cgroup.pids {
+        say!(o, "  pids: {n} ({}): fork fails beyond it", cg("pids"));
+    }
+    if let Some(c) = plan.cgroup.cpu {
+        say!(o, "  cpu: {c} CPUs of bandwidth ({})", cg("cpu"));
+    }
+    if let Some(t) = plan.time.wall_time {
+        say!(
+            o,
+            "  wall_time: {} (the supervisor kills the whole sandbox)",
+            humantime::format_duration(t)
+        );
+    }
+    if let Some(t) = plan.time.cpu_time {
+        say!(
+            o,
+            "  cpu_time: {} (RLIMIT_CPU per process; SIGXCPU then SIGKILL)",
+            humantime::format_duration(t)
+        );
+    }
+    if let Some(n) = plan.open_files {
+        say!(o, "  open_files: {n} (RLIMIT_NOFILE)");
+    }
+    for (name, v) in [
+        ("connects_per_minute", plan.ebpf.connects_per_minute),
+        ("execs_per_minute", plan.ebpf.execs_per_minute),
+    ] {
+        if let Some(n) = v {
+            say!(
+                o,
+                "  {name}: {n} (eBPF counter per sandbox; beyond it on_violation applies)"
+            );
+        }
+    }
+    say!(o);
+
+    say!(o, "identity");
+    match &p.process.user {
+        Some(u) => say!(
+            o,
+            "  runs as user {u} (when guard runs as root); capabilities dropped, no_new_privs"
+        ),
+        None => say!(
+            o,
+            "  runs as the caller; capabilities dropped, no_new_privs"
+        ),
+    }
+    let set: Vec<&String> = p.process.env_set.keys().collect();
+    say!(
+        o,
+        "  environment: keeps {}; sets {}; everything else is dropped",
+        list(&p.process.env_keep),
+        list(set)
+    );
+    say!(o);
+
+    say!(o, "on_violation");
+    say!(o, "  network: {}", action(plan.on_violation.network));
+    say!(o, "  exec:    {}", action(plan.on_violation.exec));
+    say!(
+        o,
+        "  files:   always EACCES (Landlock); syscalls: per syscalls.action"
+    );
+    say!(o);
+
+    say!(o, "audit mode (guard exec --mode audit)");
+    say!(
+        o,
+        "  Landlock is not applied: it cannot log instead of deny, so file and TCP-port rules are not enforced;"
+    );
+    say!(
+        o,
+        "  the seccomp action becomes `log`; eBPF network and exec checks record verdict `audit` instead of"
+    );
+    say!(
+        o,
+        "  denying or killing; cgroup limits, rlimits and wall_time still apply."
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{BpfSupport, Probe};
+    use crate::plan::{UserIds, UserResolver};
+    use crate::profile::Source;
+
+    struct NoUsers;
+    impl UserResolver for NoUsers {
+        fn resolve(&self, _: &str) -> Result<Option<UserIds>, nix::Error> {
+            Ok(None)
+        }
+    }
+
+    fn host(abi: u32, lsm: bool) -> HostFeatures {
+        let p = |ok: bool| {
+            if ok {
+                Probe::Available
+            } else {
+                Probe::Refused("EINVAL".into())
+            }
+        };
+        HostFeatures {
+            kernel_release: "6.18.0".into(),
+            landlock_abi: abi,
+            bpf: BpfSupport {
+                tracepoint: p(true),
+                cgroup_sock_addr: p(true),
+                lsm: p(lsm),
+                fentry: p(false),
+            },
+            cgroup: CgroupMode::Hybrid {
+                v1: vec![("memory".into(), "/sys/fs/cgroup/memory".into())],
+                unified: "/sys/fs/cgroup/unified".into(),
+                unified_controllers: vec![],
+            },
+            btf: true,
+        }
+    }
+
+    fn explain(text: &str, h: &HostFeatures) -> String {
+        let src = Source {
+            display: "t.toml".into(),
+            id: "t.toml".into(),
+            dir: None,
+            text: text.into(),
+        };
+        let prof =
+            crate::profile::resolve(&src, &Lookup::new(None)).unwrap_or_else(|e| panic!("{e}"));
+        let ctx = CompileContext {
+            expand: ExpandContext {
+                cwd: "/w".into(),
+                home: None,
+                tmpdir: "/tmp".into(),
+            },
+            parent_env: vec![],
+            mode: Mode::Enforce,
+            users: &NoUsers,
+        };
+        describe(&prof, &Plan::compile(&prof, &ctx).unwrap(), h)
+    }
+
+    const PROFILE: &str = r#"
+        name = "t"
+        extends = ["base"]
+        [filesystem]
+        read = ["${CWD}"]
+        execute = ["/usr/bin/curl"]
+        [network]
+        connect = ["api.github.com:443"]
+        [limits]
+        memory = "1MiB"
+        pids = 5
+        [on_violation]
+        exec = "kill"
+    "#;
+
+    #[test]
+    fn names_the_effective_policy() {
+        let out = explain(PROFILE, &host(7, true));
+        assert!(
+            out.contains("layers merged: <builtin>/base.toml -> t.toml"),
+            "{out}"
+        );
+        assert!(out.contains("/w"), "{out}");
+        assert!(out.contains("connect: api.github.com:443"), "{out}");
+        assert!(out.contains("may execute: /usr/bin/curl"), "{out}");
+        assert!(out.contains("ptrace"), "{out}");
+        assert!(out.contains("exec:    kill"), "{out}");
+        assert!(
+            out.contains("Landlock TCP rules (ABI 4): connect ports 443,"),
+            "{out}"
+        );
+        assert!(out.contains("audit mode"), "{out}");
+    }
+
+    #[test]
+    fn says_what_is_weaker_on_this_host() {
+        let out = explain(PROFILE, &host(7, false));
+        assert!(
+            out.contains("sched_process_exec: the process is killed after exec"),
+            "{out}"
+        );
+        assert!(out.contains("BPF LSM not available"), "{out}");
+        assert!(out.contains("MISSING here: BPF LSM"), "{out}");
+        let weaker = explain(
+            &format!("allow_weaker = [\"bpf.lsm\"]\n{PROFILE}"),
+            &host(7, false),
+        );
+        assert!(weaker.contains("weaker here: BPF LSM"), "{weaker}");
+        let with_lsm = explain(PROFILE, &host(7, true));
+        assert!(
+            with_lsm.contains("bprm_check_security: a forbidden exec fails with EPERM"),
+            "{with_lsm}"
+        );
+    }
+
+    #[test]
+    fn old_landlock_and_missing_controllers_are_reported() {
+        let out = explain(PROFILE, &host(3, true));
+        assert!(
+            out.contains("Landlock ABI 3 < 4 has no TCP port rules"),
+            "{out}"
+        );
+        assert!(out.contains("Landlock ABI 3 < 6 cannot scope"), "{out}");
+        assert!(
+            out.contains("memory: 1048576 bytes (enforced by cgroup v1)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pids: 5 (MISSING here: no pids controller"),
+            "{out}"
+        );
+        let none = explain(PROFILE, &host(0, true));
+        assert!(none.contains("Landlock is not available"), "{none}");
+    }
 }

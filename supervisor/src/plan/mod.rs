@@ -5,6 +5,7 @@
 //! [`crate::commands::explain`] command describes one.
 
 pub mod cgroup;
+mod compile;
 pub mod ebpf;
 pub mod landlock;
 pub mod seccomp;
@@ -14,6 +15,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 pub use cgroup::CgroupLimits;
+pub use compile::{CompileContext, NixUserResolver, PlanError, UserResolver};
 pub use ebpf::EbpfPolicy;
 pub use landlock::LandlockPlan;
 pub use seccomp::SeccompPlan;
@@ -42,6 +44,43 @@ pub enum ViolationAction {
 pub struct ViolationPolicy {
     pub network: ViolationAction,
     pub exec: ViolationAction,
+}
+
+/// A part of the policy a profile accepts to have enforced more weakly (or not at all) when this
+/// host's kernel lacks the feature (`allow_weaker` in the profile). Anything not listed is a hard
+/// requirement: `guard exec` fails with 125 rather than run the command with less protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Weakening {
+    /// `landlock.net`: Landlock TCP port rules (ABI 4); network policy then rests on eBPF alone.
+    LandlockNet,
+    /// `landlock.scope`: Landlock scoping of abstract unix sockets and signals (ABI 6).
+    LandlockScope,
+    /// `bpf.lsm`: exec denied with EPERM by BPF LSM `bprm_check_security`; without it a forbidden
+    /// exec is killed by the `sched_process_exec` tracepoint after the exec.
+    BpfLsm,
+}
+
+impl Weakening {
+    /// Every weakening, with the spelling used in profiles.
+    pub const ALL: [(Weakening, &'static str); 3] = [
+        (Weakening::LandlockNet, "landlock.net"),
+        (Weakening::LandlockScope, "landlock.scope"),
+        (Weakening::BpfLsm, "bpf.lsm"),
+    ];
+
+    /// The spelling used in profiles (`allow_weaker = ["landlock.net"]`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Weakening::LandlockNet => "landlock.net",
+            Weakening::LandlockScope => "landlock.scope",
+            Weakening::BpfLsm => "bpf.lsm",
+        }
+    }
+
+    /// Parses the profile spelling.
+    pub fn parse(s: &str) -> Option<Weakening> {
+        Self::ALL.iter().find(|(_, n)| *n == s).map(|(w, _)| *w)
+    }
 }
 
 /// Identity changes for the child: user switch and environment.
@@ -74,6 +113,9 @@ pub struct Plan {
     pub profile_name: String,
     /// SHA-256 (hex) of the profile file's bytes, for the audit log.
     pub profile_sha256: String,
+    /// In [`Mode::Audit`] guard does not apply Landlock at all (Landlock cannot log instead of
+    /// deny), the seccomp action is [`seccomp::SeccompAction::Log`] and every `on_violation`
+    /// category is [`ViolationAction::Audit`]; see [`Plan::applies_landlock`].
     pub mode: Mode,
     pub landlock: LandlockPlan,
     pub seccomp: SeccompPlan,
@@ -84,4 +126,19 @@ pub struct Plan {
     pub identity: IdentityPlan,
     pub ebpf: EbpfPolicy,
     pub on_violation: ViolationPolicy,
+    /// `allow_weaker`: parts the profile accepts to lose on hosts that lack the feature.
+    pub allow_weaker: Vec<Weakening>,
+}
+
+impl Plan {
+    /// Whether the sandbox applies the Landlock rules: only in enforce mode, because Landlock has
+    /// no log-only mode and an audit run must let the tool do what it tries so it can be recorded.
+    pub fn applies_landlock(&self) -> bool {
+        self.mode == Mode::Enforce
+    }
+
+    /// Whether the profile accepts losing `part` on a host without the feature.
+    pub fn allows_weaker(&self, part: Weakening) -> bool {
+        self.allow_weaker.contains(&part)
+    }
 }

@@ -1,0 +1,206 @@
+//! `${CWD}`, `${HOME}` and `${TMPDIR}` in profile paths and environment values.
+//!
+//! A [`Template`] is checked when the profile is validated (unknown variables, relative paths),
+//! and expanded later against an explicit [`ExpandContext`], so the values come from the caller
+//! and tests need no environment.
+
+use std::path::PathBuf;
+
+/// The variables a profile may use.
+pub const VARIABLES: [&str; 3] = ["CWD", "HOME", "TMPDIR"];
+
+/// Values of the profile variables for one sandbox start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandContext {
+    /// `${CWD}`: the command's working directory (`--workdir` or guard's own).
+    pub cwd: PathBuf,
+    /// `${HOME}`; `None` when the caller has no home, so a profile using it fails to compile.
+    pub home: Option<PathBuf>,
+    /// `${TMPDIR}`: `$TMPDIR` of the caller, `/tmp` when unset.
+    pub tmpdir: PathBuf,
+}
+
+impl ExpandContext {
+    /// The context of the calling process: its cwd, `$HOME`, `$TMPDIR` (or `/tmp`).
+    pub fn from_process() -> std::io::Result<Self> {
+        let non_empty = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Ok(ExpandContext {
+            cwd: std::env::current_dir()?,
+            home: non_empty("HOME"),
+            tmpdir: non_empty("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp")),
+        })
+    }
+
+    fn value(&self, var: &str) -> Result<&std::path::Path, ExpandError> {
+        let v = match var {
+            "CWD" => Some(&self.cwd),
+            "HOME" => self.home.as_ref(),
+            "TMPDIR" => Some(&self.tmpdir),
+            _ => None,
+        }
+        .ok_or_else(|| ExpandError::Unset(var.to_owned()))?;
+        if !v.is_absolute() {
+            return Err(ExpandError::NotAbsolute {
+                var: var.to_owned(),
+                value: v.clone(),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// Why a template could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("${{{0}}} has no value here")]
+    Unset(String),
+    #[error("${{{var}}} is `{}`, not an absolute path", value.display())]
+    NotAbsolute { var: String, value: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Piece {
+    Text(String),
+    Var(String),
+}
+
+/// A string with `${VAR}` references, checked for syntax.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Template {
+    raw: String,
+    pieces: Vec<Piece>,
+}
+
+impl Template {
+    /// Parses `s`; `$` must start a `${VAR}` with a known VAR.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('$') {
+            if i > 0 {
+                pieces.push(Piece::Text(rest[..i].to_owned()));
+            }
+            let after = &rest[i + 1..];
+            let inner = after
+                .strip_prefix('{')
+                .and_then(|a| a.split_once('}'))
+                .ok_or_else(|| {
+                    format!("`{s}`: `$` must start `${{CWD}}`, `${{HOME}}` or `${{TMPDIR}}`")
+                })?;
+            if !VARIABLES.contains(&inner.0) {
+                return Err(format!(
+                    "unknown variable `${{{}}}` (known: ${{CWD}}, ${{HOME}}, ${{TMPDIR}})",
+                    inner.0
+                ));
+            }
+            pieces.push(Piece::Var(inner.0.to_owned()));
+            rest = inner.1;
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_owned()));
+        }
+        Ok(Template {
+            raw: s.to_owned(),
+            pieces,
+        })
+    }
+
+    /// Parses a path: as [`Template::parse`], and it must be absolute once expanded (it starts
+    /// with `/` or with a variable, whose values are checked absolute at expansion).
+    pub fn parse_path(s: &str) -> Result<Self, String> {
+        let t = Self::parse(s)?;
+        match t.pieces.first() {
+            Some(Piece::Var(_)) => Ok(t),
+            Some(Piece::Text(x)) if x.starts_with('/') => Ok(t),
+            _ => Err(format!("`{s}` is not an absolute path")),
+        }
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The variables the template uses.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Var(v) => Some(v.as_str()),
+            Piece::Text(_) => None,
+        })
+    }
+
+    /// Substitutes the variables.
+    pub fn expand(&self, ctx: &ExpandContext) -> Result<String, ExpandError> {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var(v) => out.push_str(&ctx.value(v)?.to_string_lossy()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Substitutes the variables and returns the path.
+    pub fn expand_path(&self, ctx: &ExpandContext) -> Result<PathBuf, ExpandError> {
+        self.expand(ctx).map(PathBuf::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ExpandContext {
+        ExpandContext {
+            cwd: "/work/p".into(),
+            home: Some("/home/u".into()),
+            tmpdir: "/tmp".into(),
+        }
+    }
+
+    #[test]
+    fn variables_expand_from_the_context() {
+        let t = Template::parse_path("${HOME}/.cargo").unwrap();
+        assert_eq!(
+            t.expand_path(&ctx()).unwrap(),
+            PathBuf::from("/home/u/.cargo")
+        );
+        let t = Template::parse_path("${CWD}").unwrap();
+        assert_eq!(t.expand_path(&ctx()).unwrap(), PathBuf::from("/work/p"));
+        let t = Template::parse_path("/x/${TMPDIR}y").unwrap();
+        assert_eq!(t.expand(&ctx()).unwrap(), "/x//tmpy");
+    }
+
+    #[test]
+    fn unknown_variables_and_relative_paths_are_errors() {
+        assert!(
+            Template::parse_path("${USER}/x")
+                .unwrap_err()
+                .contains("unknown variable `${USER}`")
+        );
+        assert!(Template::parse_path("$HOME/x").is_err());
+        assert!(Template::parse_path("${HOME").is_err());
+        assert!(
+            Template::parse_path("tmp")
+                .unwrap_err()
+                .contains("not an absolute path")
+        );
+        assert!(Template::parse_path("").is_err());
+    }
+
+    #[test]
+    fn missing_or_relative_values_fail_expansion() {
+        let mut c = ctx();
+        c.home = None;
+        let t = Template::parse_path("${HOME}").unwrap();
+        assert_eq!(t.expand(&c), Err(ExpandError::Unset("HOME".into())));
+        c.tmpdir = "rel".into();
+        let t = Template::parse_path("${TMPDIR}").unwrap();
+        assert!(matches!(t.expand(&c), Err(ExpandError::NotAbsolute { .. })));
+    }
+}
