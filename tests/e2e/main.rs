@@ -1,5 +1,7 @@
 //! End-to-end tests: every test here runs the real `guard` binary the way a user or an attacker
 //! would, and asserts what can be seen from outside (exit status, stderr, files, listeners).
 
+mod check;
 mod exec;
+mod explain;
 mod support;

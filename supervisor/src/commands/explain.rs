@@ -395,6 +395,12 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     say!(o, "on_violation");
     say!(o, "  network: {}", action(plan.on_violation.network));
     say!(o, "  exec:    {}", action(plan.on_violation.exec));
+    if plan.on_violation.exec == ViolationAction::Deny && !host.bpf.lsm.is_available() {
+        say!(
+            o,
+            "  exec deny here: Landlock EACCES outside filesystem.execute; an exec allowed by Landlock but not by process.exec can only be killed after exec (no BPF LSM)"
+        );
+    }
     say!(
         o,
         "  files:   always EACCES (Landlock); syscalls: per syscalls.action"
@@ -522,6 +528,12 @@ mod tests {
         );
         assert!(out.contains("BPF LSM not available"), "{out}");
         assert!(out.contains("MISSING here: BPF LSM"), "{out}");
+        let deny = explain(
+            &PROFILE.replace("exec = \"kill\"", "exec = \"deny\""),
+            &host(7, false),
+        );
+        assert!(deny.contains("can only be killed after exec"), "{deny}");
+        assert!(!out.contains("can only be killed after exec"), "{out}");
         let weaker = explain(
             &format!("allow_weaker = [\"bpf.lsm\"]\n{PROFILE}"),
             &host(7, false),

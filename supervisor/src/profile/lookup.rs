@@ -118,7 +118,13 @@ impl Lookup {
     pub fn find(&self, spec: &str, relative_to: Option<&Path>) -> Result<Source, ProfileError> {
         if is_path(spec) {
             let path = match relative_to {
-                Some(dir) if Path::new(spec).is_relative() => dir.join(spec),
+                // Dropping `.` components keeps diagnostics and cycle reports readable.
+                Some(dir) if Path::new(spec).is_relative() => dir.join(
+                    Path::new(spec)
+                        .components()
+                        .filter(|c| *c != std::path::Component::CurDir)
+                        .collect::<PathBuf>(),
+                ),
                 _ => PathBuf::from(spec),
             };
             return Source::read(&path);

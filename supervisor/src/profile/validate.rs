@@ -31,6 +31,8 @@ pub fn parse_file(file: &str, text: &str) -> Result<ParsedFile, Vec<Diagnostic>>
         }
     };
     let parsed = validate(&mut r, raw);
+    // Report in file order, whatever order the sections were validated in.
+    r.found.sort_by_key(|d| (d.line, d.col));
     if r.found.is_empty() {
         Ok(parsed)
     } else {

@@ -1,0 +1,53 @@
+//! `guard explain`: the effective policy of a shipped profile, in words, with the enforcing
+//! layer of each part on this host.
+
+use crate::support::{repo_root, run_guard};
+
+#[test]
+fn explains_the_build_profile_after_extends() {
+    let out = run_guard(&["explain", "build"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for part in [
+        "layers merged: <builtin>/base.toml -> ",
+        "files",
+        "/etc/ld.so.cache", // from base
+        "network",
+        "exec allowlist",
+        "syscalls",
+        "ptrace", // base deny set
+        "limits",
+        "memory: 4294967296 bytes",
+        "on_violation",
+        "audit mode",
+    ] {
+        assert!(stdout.contains(part), "missing `{part}` in:\n{stdout}");
+    }
+    // ${CWD} is expanded to guard's working directory.
+    let cwd = std::env::current_dir().expect("cwd");
+    assert!(stdout.contains(&cwd.display().to_string()), "{stdout}");
+    let files = stdout
+        .split("\nfiles\n")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no files section in:\n{stdout}"));
+    assert!(
+        files.contains(&format!("write:   /dev/null, /tmp, {}", cwd.display())),
+        "{files}"
+    );
+    assert!(!files.contains("${"), "{files}");
+}
+
+#[test]
+fn explain_of_a_broken_profile_reports_its_errors() {
+    let path = repo_root().join("tests/fixtures/broken/bad-size.toml");
+    let p = path.display().to_string();
+    let out = run_guard(&["explain", &p]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{p}:4:10: limits.memory: ")),
+        "{stderr}"
+    );
+}
