@@ -1,2 +1,3 @@
-//! Exists so the supervisor can name this crate as a build-dependency (rebuild on probe changes).
+//! Exists so the supervisor can name this crate as a build-dependency (rebuild on probe changes);
+//! the probes themselves are the `guard-probes` binary (src/main.rs).
 #![no_std]

@@ -1,9 +1,24 @@
-//! guard's eBPF probes.
+//! guard's eBPF probes, linked into one object (`guard-probes`) that the supervisor embeds.
+//!
+//! One module per event family ([`exec`]), plus [`features`]: do-nothing programs of each program
+//! type that `guard doctor` tries to load to learn what this kernel accepts.
 #![no_std]
 #![no_main]
+
+mod exec;
+mod features;
+mod maps;
+
+/// The kernel only lets GPL-compatible programs call helpers such as `bpf_probe_read_kernel_str`
+/// and `bpf_send_signal`, and only such programs may be LSM or fentry programs.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "license")]
+pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // BPF programs cannot panic at run time: any reachable panic makes the verifier reject the
+    // program, so this loop is never executed.
     loop {}
 }

@@ -1,1 +1,95 @@
 //! Loading the embedded eBPF object, attaching the probes and reading their events.
+//!
+//! [`Probes`] owns the loaded object: dropping it detaches every program and frees the maps, so
+//! nothing of guard's stays in the kernel after the supervisor ends. [`events`] turns ring buffer
+//! records into typed [`ProbeEvent`]s; [`tracefs`] makes the tracepoint ids readable.
+
+pub mod events;
+pub mod loader;
+pub mod tracefs;
+
+use std::path::{Path, PathBuf};
+
+pub use events::{EventError, ExecRecord, ProbeEvent};
+pub use guard_common::SandboxPolicy;
+pub use guard_common::policy::POLICY_REPORT_EXEC;
+pub use loader::{Probes, object_bytes};
+
+/// Everything that can fail while loading the probes or talking to their maps, named after the
+/// step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("cannot load the eBPF object (maps and BTF)")]
+    LoadObject(#[source] aya::EbpfError),
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("map {name} has an unexpected type")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("the eBPF object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error("program {name} has an unexpected type")]
+    ProgramType {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the kernel refused to load program {name}")]
+    LoadProgram {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("cannot attach program {name}")]
+    AttachProgram {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("tracefs is not mounted and mounting it at {path} failed")]
+    MountTracefs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot add cgroup {cgroup_id} to the watched sandboxes")]
+    WatchCgroup {
+        cgroup_id: u64,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot remove cgroup {cgroup_id} from the watched sandboxes")]
+    UnwatchCgroup {
+        cgroup_id: u64,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot read the probes' error counters")]
+    ReadErrorCounters(#[source] aya::maps::MapError),
+    #[error("cannot stat cgroup directory {path}")]
+    CgroupId {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The cgroup v2 id of the cgroup at `dir` (a directory of the cgroup2 mount): the id
+/// `bpf_get_current_cgroup_id()` returns for its tasks is the directory's inode number.
+///
+/// # Minimum kernel version
+///
+/// cgroup ids equal to inode numbers since 4.18 (kernfs ids), which is also the minimum for
+/// `bpf_get_current_cgroup_id`.
+pub fn cgroup_id(dir: &Path) -> Result<u64, EbpfError> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(dir)
+        .map(|m| m.ino())
+        .map_err(|source| EbpfError::CgroupId {
+            path: dir.to_path_buf(),
+            source,
+        })
+}

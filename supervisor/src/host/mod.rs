@@ -4,7 +4,12 @@
 //! [`HostFeatures::detect`] is what `guard doctor` prints and what `guard explain` and
 //! `guard exec` consult to decide which layer enforces each part of a profile.
 
-use std::path::PathBuf;
+pub mod bpf;
+pub mod btf;
+pub mod cgroup;
+pub mod landlock;
+
+use std::path::{Path, PathBuf};
 
 /// The outcome of trying one kernel feature for real.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,4 +66,41 @@ pub struct HostFeatures {
     pub cgroup: CgroupMode,
     /// `/sys/kernel/btf/vmlinux` is present (CO-RE offsets can come from the running kernel).
     pub btf: bool,
+}
+
+impl CgroupMode {
+    /// The cgroup2 mount, where eBPF cgroup hooks attach and sandbox cgroup ids come from.
+    pub fn cgroup2_root(&self) -> Option<&Path> {
+        match self {
+            CgroupMode::V2 { root, .. } => Some(root),
+            CgroupMode::Hybrid { unified, .. } => Some(unified),
+            CgroupMode::V1 { .. } | CgroupMode::None => None,
+        }
+    }
+}
+
+impl HostFeatures {
+    /// Probes this host. Infallible: what cannot be probed is reported as absent or refused
+    /// (with the reason), never guessed as present.
+    ///
+    /// Needs root to learn anything about BPF (without it every program type reads as refused);
+    /// may mount tracefs (see [`crate::ebpf::tracefs`]) and briefly creates and removes a cgroup
+    /// of its own under the cgroup2 mount.
+    pub fn detect() -> Self {
+        let cgroup = cgroup::detect();
+        HostFeatures {
+            kernel_release: kernel_release(),
+            landlock_abi: landlock::abi_version(),
+            bpf: bpf::detect(cgroup.cgroup2_root()),
+            cgroup,
+            btf: btf::available(),
+        }
+    }
+}
+
+/// `uname -r`.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
 }

@@ -1,0 +1,158 @@
+//! Which BPF program types this kernel accepts, learned by loading the feature probes of the
+//! embedded object (`ebpf-probes/guard-ebpf/src/features.rs`) and, where loading alone would not
+//! show a refusal, attaching them for a moment.
+//!
+//! Every program is detached and unloaded before [`detect`] returns (dropping the `Ebpf`), and
+//! the only cgroup touched is a temporary one guard creates and removes.
+
+use std::path::{Path, PathBuf};
+
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, FEntry, Lsm, ProgramError, TracePoint};
+use aya::{Btf, Ebpf};
+use guard_common::names;
+
+use super::{BpfSupport, Probe};
+use crate::ebpf::{object_bytes, tracefs};
+
+/// Tries each program type. `cgroup2` is a cgroup2 mount where a temporary cgroup can be made to
+/// attach the `cgroup_sock_addr` probe to; without one that probe is only loaded.
+pub fn detect(cgroup2: Option<&Path>) -> BpfSupport {
+    // The object's maps are created at this step, so without CAP_BPF everything fails here.
+    let mut ebpf = match Ebpf::load(object_bytes()) {
+        Ok(ebpf) => ebpf,
+        Err(e) => {
+            let refused = Probe::Refused(format!("loading the object: {}", first_line(&e)));
+            return BpfSupport {
+                tracepoint: refused.clone(),
+                cgroup_sock_addr: refused.clone(),
+                lsm: refused.clone(),
+                fentry: refused,
+            };
+        }
+    };
+    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", first_line(&e)));
+    BpfSupport {
+        tracepoint: outcome(try_tracepoint(&mut ebpf)),
+        cgroup_sock_addr: outcome(try_connect4(&mut ebpf, cgroup2)),
+        lsm: outcome(btf.clone().and_then(|btf| try_lsm(&mut ebpf, &btf))),
+        fentry: outcome(btf.and_then(|btf| try_fentry(&mut ebpf, &btf))),
+    }
+}
+
+fn outcome(result: Result<(), String>) -> Probe {
+    match result {
+        Ok(()) => Probe::Available,
+        Err(reason) => Probe::Refused(reason),
+    }
+}
+
+/// The first line of an error chain's messages, e.g. "load: Operation not permitted (os error 1)".
+/// aya's load errors embed the whole verifier log; its first line is enough for a report.
+fn first_line(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg.lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .trim_end_matches(". Verifier output:")
+        .to_string()
+}
+
+fn step(what: &str) -> impl Fn(ProgramError) -> String + '_ {
+    move |e| match &e {
+        // The io error is the kernel's answer; the verifier log is noise for a refusal report.
+        ProgramError::LoadError { io_error, .. } => format!("{what}: {io_error}"),
+        ProgramError::SyscallError(s) => format!("{what}: {}: {}", s.call, s.io_error),
+        _ => format!("{what}: {}", first_line(&e)),
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(step("program type"))
+}
+
+/// Tracepoint: load, then attach to `sched/sched_process_exec` (attaching is what needs perf
+/// events and tracefs).
+fn try_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
+    let prog: &mut TracePoint = program(ebpf, names::FEATURE_TRACEPOINT)?;
+    prog.load().map_err(step("load"))?;
+    tracefs::ensure_mounted().map_err(|e| first_line(&e))?;
+    let link = prog
+        .attach("sched", "sched_process_exec")
+        .map_err(step("attach"))?;
+    prog.detach(link).map_err(step("detach"))
+}
+
+/// cgroup_sock_addr: load, then attach to a temporary empty cgroup of our own.
+fn try_connect4(ebpf: &mut Ebpf, cgroup2: Option<&Path>) -> Result<(), String> {
+    let prog: &mut CgroupSockAddr = program(ebpf, names::FEATURE_CONNECT4)?;
+    prog.load().map_err(step("load"))?;
+    let Some(cgroup2) = cgroup2 else {
+        return Ok(());
+    };
+    let dir = TempCgroup::create(cgroup2).map_err(|e| format!("temporary cgroup: {e}"))?;
+    let fd = std::fs::File::open(&dir.0).map_err(|e| format!("temporary cgroup: {e}"))?;
+    let link = prog
+        .attach(&fd, CgroupAttachMode::Single)
+        .map_err(step("attach"))?;
+    prog.detach(link).map_err(step("detach"))
+}
+
+/// LSM: load, then attach (without `bpf` among the active LSMs the load can succeed and only the
+/// attach tells).
+fn try_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let prog: &mut Lsm = program(ebpf, names::FEATURE_LSM)?;
+    prog.load(names::FEATURE_LSM_HOOK, btf)
+        .map_err(step("load"))?;
+    let link = prog.attach().map_err(step("attach"))?;
+    prog.detach(link).map_err(step("detach"))
+}
+
+/// fentry: load, then attach (the trampoline is made at attach).
+fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let prog: &mut FEntry = program(ebpf, names::FEATURE_FENTRY)?;
+    prog.load(names::FEATURE_FENTRY_FUNCTION, btf)
+        .map_err(step("load"))?;
+    let link = prog.attach().map_err(step("attach"))?;
+    prog.detach(link).map_err(step("detach"))
+}
+
+/// A cgroup directory guard made for the probe; removed on drop (it never holds a task).
+struct TempCgroup(PathBuf);
+
+impl TempCgroup {
+    fn create(cgroup2: &Path) -> std::io::Result<Self> {
+        let dir = cgroup2.join(format!("guard-probe-{}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_drops_the_verifier_log() {
+        let e =
+            std::io::Error::other("the BPF_PROG_LOAD syscall returned x. Verifier output: \nlog");
+        assert_eq!(first_line(&e), "the BPF_PROG_LOAD syscall returned x");
+    }
+}
