@@ -2,6 +2,8 @@
 //! would, and asserts what can be seen from outside (exit status, stderr, files, listeners).
 
 mod check;
+mod doctor;
+mod ebpf;
 mod exec;
 mod explain;
 mod support;
