@@ -319,7 +319,7 @@ fn fork_bomb_is_contained_by_pids_limit() {
             "--",
             "bash",
             "-c",
-            "b() { b | b & }; b",
+            "b() { b | b & }; b; sleep 30",
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -445,7 +445,7 @@ fn a_double_forked_daemon_does_not_outlive_guard() {
     // The daemon's pid must be gone (or, if reused, not be our sleep).
     let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(
-        !cmdline.starts_with("sleep\0300"),
+        !cmdline.starts_with("sleep\x00300"),
         "the daemon survived as pid {pid}"
     );
 }
@@ -559,4 +559,155 @@ fn no_sandbox_cgroup_is_left_behind() {
             }
         }
     }
+}
+
+/// Starts guard in the background with its output piped.
+fn spawn_guard(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(crate::support::guard_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `path` exists (the sandboxed command wrote it), for at most 10 s.
+fn wait_for_file(path: &Path) -> String {
+    for _ in 0..200 {
+        if let Ok(text) = fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+fn alive(pid: i32) -> bool {
+    // Zombies count as dead: they run nothing.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_to_guard_is_relayed_to_the_command() {
+    require_root!();
+    let dir = TempDir::new("sigterm");
+    let w = dir.mkdir("w");
+    let ready = w.join("ready");
+    let profile = shell_profile(&dir, dir.path(), &w, "");
+    let script = format!(
+        "trap 'echo got-term; exit 42' TERM; echo $$ > {}; while :; do sleep 0.1; done",
+        ready.display()
+    );
+    let child = spawn_guard(&["exec", "--profile", &profile, "--", "sh", "-c", &script]);
+    wait_for_file(&ready);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out: crate::support::Run = child.wait_with_output().unwrap().into();
+    assert_eq!(out.code(), 42, "{out}");
+    assert!(out.stdout.contains("got-term"), "{out}");
+}
+
+#[test]
+fn killing_guard_kills_the_whole_sandbox() {
+    require_root!();
+    let dir = TempDir::new("killguard");
+    let w = dir.mkdir("w");
+    let pids = w.join("pids");
+    let profile = shell_profile(&dir, dir.path(), &w, "");
+    // A grandchild in its own session: PDEATHSIG of the first process does not reach it.
+    let script = format!(
+        "setsid sh -c 'echo $$ >> {p}; exec sleep 300' & echo $$ >> {p}; wait",
+        p = pids.display()
+    );
+    let mut child = spawn_guard(&["exec", "--profile", &profile, "--", "sh", "-c", &script]);
+    let mut text = wait_for_file(&pids);
+    for _ in 0..100 {
+        if text.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        text = fs::read_to_string(&pids).unwrap();
+    }
+    let sandboxed: Vec<i32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(sandboxed.len(), 2, "{text}");
+    assert!(sandboxed.iter().all(|&pid| alive(pid)));
+    child.kill().unwrap(); // SIGKILL: guard gets no chance to clean up itself
+    child.wait().unwrap();
+    let mut survivors = sandboxed.clone();
+    for _ in 0..100 {
+        survivors.retain(|&pid| alive(pid));
+        if survivors.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        survivors.is_empty(),
+        "sandboxed processes {survivors:?} outlived guard"
+    );
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_command_once() {
+    require_root!();
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("tty");
+    let profile = shell_profile(&dir, dir.path(), &dir.mkdir("w"), "");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave_fd = pty.slave.as_raw_fd();
+    let script =
+        "n=0; trap 'n=$((n+1))' INT; echo ready; sleep 1; echo ints=$n; [ -t 0 ] && echo is-a-tty";
+    let mut command = std::process::Command::new(crate::support::guard_bin());
+    command
+        .args(["exec", "--profile", &profile, "--", "sh", "-c", script])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes guard's controlling
+    // terminal, as in an interactive shell.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Only guard may hold the terminal's slave side, or the master never sees it close.
+    drop(command);
+    drop(pty.slave);
+    let mut master = fs::File::from(pty.master);
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("ready") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "terminal closed before ready: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    master.write_all(&[0x03]).unwrap(); // Ctrl-C, as the terminal driver sees it
+    let status = child.wait().unwrap();
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(
+        seen.contains("ints=1"),
+        "Ctrl-C not delivered exactly once: {seen}"
+    );
+    assert!(seen.contains("is-a-tty"), "{seen}");
 }

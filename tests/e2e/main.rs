@@ -1,6 +1,13 @@
 //! End-to-end tests: every test here runs the real `guard` binary the way a user or an attacker
 //! would, and asserts what can be seen from outside (exit status, stderr, files, listeners).
 
+// Helpers outside `#[test]` functions panic too: a failed setup must stop the test with context.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code panics with context"
+)]
+
 mod check;
 mod doctor;
 mod ebpf;

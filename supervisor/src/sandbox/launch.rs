@@ -17,6 +17,7 @@ use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock::{self as sandbox_landlock, LandlockGap};
 use super::program::{self, ProgramError};
 use super::seccomp;
+use super::sentinel::{Sentinel, SentinelError};
 use super::supervise::{self, Deadlines, Ending};
 use super::{exit, monitor::Monitor};
 use crate::audit::{AuditEvent, AuditLog, Enforcer, Verdict};
@@ -47,6 +48,8 @@ pub enum LaunchError {
     Audit(#[from] crate::audit::AuditError),
     #[error("setting up the sandbox cgroup")]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error("starting the sentinel")]
+    Sentinel(#[from] SentinelError),
     #[error("setting up signal handling")]
     Signals(#[from] supervise::SuperviseError),
     #[error("creating the handshake pipes")]
@@ -148,7 +151,16 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
 
-    // 5. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
+    // 5. A sentinel outside the cgroup ends the sandbox if guard itself is killed.
+    let sentinel = match Sentinel::spawn(&sandbox_id, cgroup.as_ref()) {
+        Ok(sentinel) => sentinel,
+        Err(err) => {
+            let _ = cgroup.remove();
+            return Err(err.into());
+        }
+    };
+
+    // 6. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
     //    and make guard non-dumpable so the tool cannot read its memory or environment via /proc.
     let signals = match supervise::block_signals() {
         Ok(signals) => signals,
@@ -159,7 +171,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     };
     make_undumpable();
 
-    // 6. Everything the child touches, prepared before fork.
+    // 7. Everything the child touches, prepared before fork.
     let env_pairs: Vec<OsString> = plan
         .identity
         .env
@@ -195,7 +207,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         supervisor_pid: nix::unistd::getpid().as_raw(),
     };
 
-    // 7. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
+    // 8. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
     // SAFETY: the child only runs `child::run`, which uses raw syscalls on prepared memory.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe { child::run(&setup) },
@@ -209,21 +221,21 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     drop(report_write);
     drop(landlock);
 
-    // 8. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
+    // 9. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
     if let Err(err) = cgroup.add_task(child) {
-        abandon(child, cgroup.as_ref());
+        abandon(child, cgroup.as_ref(), sentinel);
         return Err(err.into());
     }
     if let Err(err) = write_go(go_write) {
-        abandon(child, cgroup.as_ref());
+        abandon(child, cgroup.as_ref(), sentinel);
         return Err(LaunchError::Release(err));
     }
 
-    // 9. The report pipe closes on a successful execve; a message means a failed step and the
+    // 10. The report pipe closes on a successful execve; a message means a failed step and the
     //    command never ran.
     let exe = program.to_string_lossy().into_owned();
     if let Some(failure) = read_report(report_read) {
-        abandon(child, cgroup.as_ref());
+        abandon(child, cgroup.as_ref(), sentinel);
         return Err(LaunchError::Child(failure));
     }
     let started = audit
@@ -253,11 +265,11 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         });
     if let Err(err) = started {
         // No evidence, no run: the command dies before it does anything else.
-        abandon(child, cgroup.as_ref());
+        abandon(child, cgroup.as_ref(), sentinel);
         return Err(err.into());
     }
 
-    // 10. Supervise: relay signals, enforce time limits, until the command ends. Then nothing of
+    // 11. Supervise: relay signals, enforce time limits, until the command ends. Then nothing of
     //     the sandbox may survive it (double-forked daemons included): kill the whole cgroup.
     let mut monitor = Monitor::new(cgroup.as_ref());
     let ending = supervise::supervise(
@@ -272,6 +284,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let cleanup = cgroup.kill_all();
     let events = cgroup.events();
     let removed = cgroup.remove();
+    sentinel.dismiss();
     let ending = ending?;
     for (what, result) in [
         ("killing the rest of the sandbox", cleanup),
@@ -282,7 +295,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         }
     }
 
-    // 11. Evidence and the contract's exit status.
+    // 12. Evidence and the contract's exit status.
     let events = events.unwrap_or_default();
     Ok(report_ending(&mut audit, plan, child, &exe, ending, events))
 }
@@ -459,11 +472,12 @@ fn last_capability() -> u32 {
 }
 
 /// Kills a child that must not run, reaps it and removes its cgroup.
-fn abandon(child: Pid, cgroup: &dyn CgroupManager) {
+fn abandon(child: Pid, cgroup: &dyn CgroupManager, sentinel: Sentinel) {
     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(child, None);
     let _ = cgroup.kill_all();
     let _ = cgroup.remove();
+    sentinel.dismiss();
 }
 
 fn write_go(go: OwnedFd) -> std::io::Result<()> {

@@ -12,4 +12,5 @@ pub mod launch;
 mod monitor;
 pub mod program;
 pub mod seccomp;
+mod sentinel;
 pub mod supervise;
