@@ -251,6 +251,13 @@ attempt("bpf", 321, 0, 0, 0)                  # BPF_MAP_CREATE with no attr
 attempt("unshare-user", 272, 0x10000000)      # CLONE_NEWUSER
 attempt("mount", 165, b"none", b"/mnt", b"tmpfs", 0, 0)
 attempt("setns", 308, 0, 0)
+attempt("clone-newuser", 56, 0x10000000 | 17, 0, 0, 0, 0)   # CLONE_NEWUSER | SIGCHLD
+import fcntl, termios
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b"x")
+    print("tiocsti ok")
+except OSError as e:
+    print("tiocsti", e.strerror)
 "#;
     let out = guard(&[
         "exec",
@@ -262,7 +269,18 @@ attempt("setns", 308, 0, 0)
         python,
     ]);
     assert_eq!(out.code(), 0, "{out}");
-    for name in ["ptrace", "bpf", "unshare-user", "mount", "setns"] {
+    assert!(
+        out.stdout.contains("tiocsti Operation not permitted"),
+        "TIOCSTI not refused by seccomp: {out}"
+    );
+    for name in [
+        "ptrace",
+        "bpf",
+        "unshare-user",
+        "mount",
+        "setns",
+        "clone-newuser",
+    ] {
         let line = out
             .stdout
             .lines()

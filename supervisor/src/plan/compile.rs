@@ -11,6 +11,7 @@ use super::cgroup::CgroupLimits;
 use super::ebpf::EbpfPolicy;
 use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
 use super::seccomp::{SeccompAction, SeccompPlan};
+use super::seccomp_groups::BASELINE_MARKERS;
 use super::{IdentityPlan, Mode, Plan, TimeLimits, UserIds, ViolationAction, ViolationPolicy};
 use crate::profile::ResolvedProfile;
 use crate::profile::expand::{ExpandContext, ExpandError, Template};
@@ -156,7 +157,11 @@ impl Plan {
             scope: true,
         };
 
+        // The argument-filtered rules (TIOCSTI/TIOCLINUX injection into the terminal, user
+        // namespaces through clone) close known escapes and cost nothing to legitimate tools, so
+        // every sandbox gets them, whatever its profile extends.
         let mut deny = p.syscalls.deny.clone();
+        deny.extend(BASELINE_MARKERS.iter().map(|m| (*m).to_owned()));
         deny.sort();
         deny.dedup();
         let seccomp = SeccompPlan {
@@ -419,6 +424,9 @@ mod tests {
         let deny = &plan.seccomp.deny;
         assert!(deny.contains(&"ptrace".to_owned()) && deny.contains(&"@mount".to_owned()));
         assert_eq!(deny.iter().filter(|d| *d == "@mount").count(), 1);
+        for marker in BASELINE_MARKERS {
+            assert!(deny.contains(&(*marker).to_owned()), "{marker} missing");
+        }
         assert!(deny.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(plan.on_violation.network, ViolationAction::Deny);
         assert_eq!(plan.on_violation.exec, ViolationAction::Kill);

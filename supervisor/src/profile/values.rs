@@ -257,6 +257,12 @@ pub fn check_syscall(s: &str) -> Result<(), String> {
             "`{s}` is not a syscall name (like `ptrace`) or group (like `@mount`)"
         ));
     }
+    if s.starts_with('@') {
+        crate::plan::seccomp_groups::expand(&[s.to_owned()]).map_err(|e| e.to_string())?;
+    } else if libseccomp::ScmpSyscall::from_name(s).is_err() {
+        // Caught here rather than at `guard exec`, so `guard check` names the line.
+        return Err(format!("unknown syscall `{s}`"));
+    }
     Ok(())
 }
 
@@ -365,6 +371,8 @@ mod tests {
         assert!(check_syscall("@").is_err());
         assert!(check_syscall("Ptrace").is_err());
         assert!(check_syscall("mount;").is_err());
+        assert!(check_syscall("ptracee").is_err());
+        assert!(check_syscall("@no-such-group").is_err());
         assert!(check_env_name("LANG").is_ok());
         assert!(check_env_name("_X1").is_ok());
         assert!(check_env_name("1X").is_err());
