@@ -449,9 +449,10 @@ fn rlimits(plan: &Plan) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
         ));
     }
     if let Some(cpu) = plan.time.cpu_time {
-        // Per process, a backstop to the sandbox-wide CPU accounting; the hard limit one second
-        // later turns SIGXCPU into SIGKILL for a process that ignores it.
-        let secs = cpu.as_secs().max(1);
+        // Per process, a backstop to the sandbox-wide accounting of the supervise loop, which
+        // samples every 100 ms and must be the one that fires (with its audit record): the
+        // soft limit sits a second above the limit, the hard one (SIGKILL) a second later.
+        let secs = cpu.as_secs_f64().ceil() as u64 + 1;
         limits.push((
             libc::RLIMIT_CPU,
             libc::rlimit {
