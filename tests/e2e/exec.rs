@@ -729,3 +729,63 @@ fn ctrl_c_on_a_terminal_reaches_the_command_once() {
     );
     assert!(seen.contains("is-a-tty"), "{seen}");
 }
+
+#[test]
+fn the_tool_cannot_signal_or_reach_abstract_sockets_outside_its_sandbox() {
+    require_root!();
+    let dir = TempDir::new("scope");
+    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    // A process of the same uid outside the sandbox, and an abstract unix socket listener.
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let name = format!("guard-e2e-scope-{}", std::process::id());
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&address).unwrap();
+    listener.set_nonblocking(true).unwrap();
+
+    let python = format!(
+        r#"
+import os, socket
+try:
+    os.kill({pid}, 0)
+    print("signal ok")
+except OSError as e:
+    print("signal", e.strerror)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect("\0{name}")
+    print("abstract ok")
+except OSError as e:
+    print("abstract", e.strerror)
+"#,
+        pid = outsider.id()
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &python,
+    ]);
+    let accepted = listener.accept().is_ok();
+    outsider.kill().unwrap();
+    outsider.wait().unwrap();
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout.contains("signal Operation not permitted"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("abstract Operation not permitted"),
+        "{out}"
+    );
+    assert!(
+        !accepted,
+        "the listener outside the sandbox got a connection"
+    );
+}
