@@ -13,4 +13,6 @@ mod doctor;
 mod ebpf;
 mod exec;
 mod explain;
+mod identity;
+mod profiles;
 mod support;
