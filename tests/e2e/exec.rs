@@ -16,6 +16,7 @@ fn shell_profile(dir: &TempDir, read_dir: &Path, write_dir: &Path, extra: &str) 
             r#"
 name = "e2e-shell"
 extends = ["base"]
+allow_weaker = ["ebpf.network", "ebpf.exec"]
 
 [filesystem]
 read = ["{read}"]
@@ -788,4 +789,92 @@ except OSError as e:
         !accepted,
         "the listener outside the sandbox got a connection"
     );
+}
+
+#[test]
+fn a_profile_without_network_cannot_send_a_single_packet() {
+    require_root!();
+    let dir = TempDir::new("nonet");
+    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp4.set_nonblocking(true).unwrap();
+    let udp6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    udp6.set_nonblocking(true).unwrap();
+    let python = format!(
+        r#"
+import socket
+def attempt(name, family, kind, addr):
+    try:
+        s = socket.socket(family, kind)
+        if kind == socket.SOCK_STREAM:
+            s.connect(addr)
+        else:
+            s.sendto(b"leak", addr)
+        print(name, "ok")
+    except OSError as e:
+        print(name, e.strerror)
+attempt("tcp4", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", {tcp}))
+attempt("udp4", socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", {udp4}))
+attempt("udp6", socket.AF_INET6, socket.SOCK_DGRAM, ("::1", {udp6}))
+"#,
+        tcp = tcp.local_addr().unwrap().port(),
+        udp4 = udp4.local_addr().unwrap().port(),
+        udp6 = udp6.local_addr().unwrap().port(),
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &python,
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    for name in ["tcp4", "udp4", "udp6"] {
+        assert!(
+            out.stdout
+                .contains(&format!("{name} Operation not permitted")),
+            "{name}: {out}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut buf = [0u8; 16];
+    assert!(tcp.accept().is_err(), "the TCP listener got a connection");
+    assert!(
+        udp4.recv_from(&mut buf).is_err(),
+        "the UDP listener got a datagram"
+    );
+    assert!(
+        udp6.recv_from(&mut buf).is_err(),
+        "the UDP6 listener got a datagram"
+    );
+}
+
+#[test]
+fn a_profile_that_needs_the_ebpf_probes_is_refused_until_accepted() {
+    require_root!();
+    let dir = TempDir::new("gaps");
+    let marker = dir.path().join("marker");
+    let strict = write_profile(
+        &dir,
+        "strict",
+        "name = \"strict\"\nextends = [\"base\"]\n[filesystem]\nexecute = [\"/usr/bin\"]\nwrite = [\"/tmp\"]\n",
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &strict,
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr.contains("ebpf.network") && out.stderr.contains("ebpf.exec"),
+        "{out}"
+    );
+    assert!(!marker.exists(), "the command ran although guard refused");
 }

@@ -120,6 +120,13 @@ pub fn render(f: &HostFeatures, tracefs: Option<&PathBuf>, root: bool) -> String
     for line in meaning(f) {
         let _ = writeln!(out, "  {line}");
     }
+    // The host can load the probes; guard exec itself does not attach them yet. Saying so here
+    // keeps the doctor from promising enforcement a run would not get.
+    let _ = writeln!(
+        out,
+        "  note: guard exec does not attach the eBPF probes yet; profiles must accept that with \
+         allow_weaker = [\"ebpf.network\", \"ebpf.exec\"] (see `guard explain PROFILE`)"
+    );
     out
 }
 

@@ -16,6 +16,7 @@ use crate::host::{CgroupMode, HostFeatures};
 use crate::plan::seccomp::SeccompAction;
 use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, ViolationAction, Weakening};
 use crate::profile::{self, ExpandContext, Lookup, ProfileError, ResolvedProfile};
+use crate::sandbox::coverage::Gap;
 
 /// Exit status when the profile cannot be loaded or compiled.
 const INVALID: u8 = 1;
@@ -121,6 +122,17 @@ fn controller(host: &HostFeatures, c: &str) -> Option<&'static str> {
     }
 }
 
+/// The line for a part `guard exec` does not enforce yet, and whether the profile accepts that.
+fn not_yet(plan: &Plan, gap: Gap) -> String {
+    if plan.allows_weaker(gap.weakening()) {
+        format!("NOT ENFORCED YET: {gap}; this profile accepts that, so guard exec runs it without")
+    } else {
+        format!(
+            "NOT ENFORCED YET: {gap}; this profile does not accept that, so guard exec refuses to start (exit 125)"
+        )
+    }
+}
+
 fn has_cgroup2(host: &HostFeatures) -> bool {
     matches!(
         host.cgroup,
@@ -208,10 +220,22 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  host names are resolved when the sandbox starts and re-resolved on their DNS TTL"
     );
+    say!(o, "  {}", not_yet(plan, Gap::Network));
+    if plan
+        .seccomp
+        .deny
+        .iter()
+        .any(|d| d == crate::plan::seccomp_groups::MARKER_NO_INET)
+    {
+        say!(
+            o,
+            "  no network at all: seccomp refuses to create IPv4/IPv6 sockets (EPERM), so no TCP or UDP packet can leave"
+        );
+    }
     if host.bpf.cgroup_sock_addr.is_available() && has_cgroup2(host) {
         say!(
             o,
-            "  enforced by eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6: EPERM before any packet leaves"
+            "  once attached: eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6 deny with EPERM before any packet leaves (this host can load them)"
         );
     } else {
         say!(
@@ -282,15 +306,16 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  Landlock execute right: exec of anything outside filesystem.execute fails with EACCES"
     );
+    say!(o, "  {}", not_yet(plan, Gap::Exec));
     if host.bpf.lsm.is_available() {
         say!(
             o,
-            "  enforced by BPF LSM bprm_check_security: a forbidden exec fails with EPERM before it happens"
+            "  once attached: BPF LSM bprm_check_security makes a forbidden exec fail with EPERM before it happens"
         );
     } else if host.bpf.tracepoint.is_available() {
         say!(
             o,
-            "  enforced by eBPF tracepoint sched_process_exec: the process is killed after exec, before its first instruction"
+            "  once attached: eBPF tracepoint sched_process_exec kills the process after exec, before its first instruction"
         );
         say!(
             o,
@@ -352,7 +377,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     if let Some(t) = plan.time.cpu_time {
         say!(
             o,
-            "  cpu_time: {} (RLIMIT_CPU per process; SIGXCPU then SIGKILL)",
+            "  cpu_time: {} (the supervisor kills the whole sandbox when its cgroup has used this much CPU; RLIMIT_CPU per process a second above as a backstop)",
             humantime::format_duration(t)
         );
     }
@@ -523,10 +548,14 @@ mod tests {
     fn says_what_is_weaker_on_this_host() {
         let out = explain(PROFILE, &host(7, false));
         assert!(
-            out.contains("sched_process_exec: the process is killed after exec"),
+            out.contains("sched_process_exec kills the process after exec"),
             "{out}"
         );
         assert!(out.contains("BPF LSM not available"), "{out}");
+        assert!(
+            out.contains("NOT ENFORCED YET") && out.contains("refuses to start (exit 125)"),
+            "the missing probes must be stated: {out}"
+        );
         assert!(out.contains("MISSING here: BPF LSM"), "{out}");
         let deny = explain(
             &PROFILE.replace("exec = \"kill\"", "exec = \"deny\""),
@@ -541,7 +570,7 @@ mod tests {
         assert!(weaker.contains("weaker here: BPF LSM"), "{weaker}");
         let with_lsm = explain(PROFILE, &host(7, true));
         assert!(
-            with_lsm.contains("bprm_check_security: a forbidden exec fails with EPERM"),
+            with_lsm.contains("bprm_check_security makes a forbidden exec fail with EPERM"),
             "{with_lsm}"
         );
     }

@@ -11,7 +11,7 @@ use super::cgroup::CgroupLimits;
 use super::ebpf::EbpfPolicy;
 use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
 use super::seccomp::{SeccompAction, SeccompPlan};
-use super::seccomp_groups::BASELINE_MARKERS;
+use super::seccomp_groups::{BASELINE_MARKERS, MARKER_NO_INET};
 use super::{IdentityPlan, Mode, Plan, TimeLimits, UserIds, ViolationAction, ViolationPolicy};
 use crate::profile::ResolvedProfile;
 use crate::profile::expand::{ExpandContext, ExpandError, Template};
@@ -162,6 +162,13 @@ impl Plan {
         // every sandbox gets them, whatever its profile extends.
         let mut deny = p.syscalls.deny.clone();
         deny.extend(BASELINE_MARKERS.iter().map(|m| (*m).to_owned()));
+        if p.network.connect.is_empty()
+            && p.network.bind.is_empty()
+            && !p.network.dns.unwrap_or(false)
+        {
+            // No network at all: no IP socket may even be created (TCP, UDP, both families).
+            deny.push(MARKER_NO_INET.to_owned());
+        }
         deny.sort();
         deny.dedup();
         let seccomp = SeccompPlan {

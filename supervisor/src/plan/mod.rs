@@ -58,14 +58,24 @@ pub enum Weakening {
     /// `bpf.lsm`: exec denied with EPERM by BPF LSM `bprm_check_security`; without it a forbidden
     /// exec is killed by the `sched_process_exec` tracepoint after the exec.
     BpfLsm,
+    /// `ebpf.network`: running without guard's eBPF network hooks. Then only Landlock's TCP port
+    /// rules and (for profiles without any network) the seccomp ban on IP sockets apply: IP and
+    /// CIDR limits, UDP to allowed hosts, unix socket paths and connect rates are not enforced.
+    EbpfNetwork,
+    /// `ebpf.exec`: running without guard's eBPF exec check. Then the exec allowlist is Landlock's
+    /// execute right only: a readable file can still be run through the dynamic loader, and
+    /// `process.exec` and `execs_per_minute` are not enforced.
+    EbpfExec,
 }
 
 impl Weakening {
     /// Every weakening, with the spelling used in profiles.
-    pub const ALL: [(Weakening, &'static str); 3] = [
+    pub const ALL: [(Weakening, &'static str); 5] = [
         (Weakening::LandlockNet, "landlock.net"),
         (Weakening::LandlockScope, "landlock.scope"),
         (Weakening::BpfLsm, "bpf.lsm"),
+        (Weakening::EbpfNetwork, "ebpf.network"),
+        (Weakening::EbpfExec, "ebpf.exec"),
     ];
 
     /// The spelling used in profiles (`allow_weaker = ["landlock.net"]`).
@@ -74,6 +84,8 @@ impl Weakening {
             Weakening::LandlockNet => "landlock.net",
             Weakening::LandlockScope => "landlock.scope",
             Weakening::BpfLsm => "bpf.lsm",
+            Weakening::EbpfNetwork => "ebpf.network",
+            Weakening::EbpfExec => "ebpf.exec",
         }
     }
 

@@ -31,8 +31,19 @@ pub const MARKER_USERNS: &str = "clone:CLONE_NEWUSER";
 /// layer turns each into its argument-filtered rules.
 pub const BASELINE_MARKERS: &[&str] = &[MARKER_TIOCSTI, MARKER_TIOCLINUX, MARKER_USERNS];
 
+/// Marker: deny `socket(AF_INET, ...)` and `socket(AF_INET6, ...)`. The plan compiler adds it to
+/// profiles that allow no network at all (`network.connect`, `bind` empty and `dns = false`):
+/// then no IP socket may exist, which closes TCP, UDP and raw IP in both families in one rule,
+/// independent of the eBPF hooks.
+pub const MARKER_NO_INET: &str = "socket:AF_INET";
+
 /// Every marker the sandbox layer understands.
-pub const MARKERS: &[&str] = BASELINE_MARKERS;
+pub const MARKERS: &[&str] = &[
+    MARKER_TIOCSTI,
+    MARKER_TIOCLINUX,
+    MARKER_USERNS,
+    MARKER_NO_INET,
+];
 
 /// Setting the system clocks.
 const CLOCK: &[&str] = &[

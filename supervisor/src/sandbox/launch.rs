@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::cgroup::{self, CgroupEvents, CgroupManager};
 use super::child::{self, ChildSetup};
+use super::coverage;
 use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock::{self as sandbox_landlock, LandlockGap};
 use super::program::{self, ProgramError};
@@ -40,8 +41,8 @@ pub enum LaunchError {
     NulByte,
     #[error("preparing the Landlock ruleset")]
     Landlock(#[from] sandbox_landlock::LandlockError),
-    #[error("this kernel cannot enforce the profile: {}", list(.0))]
-    Unenforceable(Vec<LandlockGap>),
+    #[error("refusing to run with less protection than the profile asks for: {}", .0.join("; "))]
+    Unenforceable(Vec<String>),
     #[error("compiling the seccomp filter")]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("opening the audit log")]
@@ -60,13 +61,6 @@ pub enum LaunchError {
     Release(#[source] std::io::Error),
     #[error("{0}")]
     Child(ChildFailure),
-}
-
-fn list(gaps: &[LandlockGap]) -> String {
-    gaps.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl LaunchError {
@@ -122,6 +116,8 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             .filter(|gap| !gap.accepted_by(plan))
             .cloned()
             .collect();
+        let mut refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        refused.extend(coverage::refused_gaps(plan).iter().map(ToString::to_string));
         if !refused.is_empty() {
             return Err(LaunchError::Unenforceable(refused));
         }

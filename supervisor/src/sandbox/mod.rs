@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 mod child;
+pub mod coverage;
 pub mod exit;
 pub mod handshake;
 pub mod landlock;

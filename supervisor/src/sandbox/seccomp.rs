@@ -31,7 +31,7 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::plan::seccomp::{SeccompAction, SeccompPlan};
 use crate::plan::seccomp_groups::{
-    self, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
+    self, MARKER_NO_INET, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
 };
 
 /// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
@@ -167,6 +167,7 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
                 add_ioctl_rule(&mut filter, action, libc::TIOCLINUX)?;
             }
             MARKER_USERNS => add_userns_rules(&mut filter, action, &covered)?,
+            MARKER_NO_INET if !covered("socket") => add_no_inet_rules(&mut filter, action)?,
             _ => {}
         }
     }
@@ -229,6 +230,24 @@ fn add_ioctl_rule(
             syscall: "ioctl",
             source,
         })?;
+    Ok(())
+}
+
+/// No IP sockets: `socket(domain, ...)` with domain AF_INET or AF_INET6 gets the plan's action.
+/// The domain is a plain integer argument, so seccomp sees exactly what the kernel will use.
+fn add_no_inet_rules(
+    filter: &mut ScmpFilterContext,
+    action: ScmpAction,
+) -> Result<(), SeccompError> {
+    for domain in [libc::AF_INET, libc::AF_INET6] {
+        let family = ScmpArgCompare::new(0, ScmpCompareOp::Equal, domain.unsigned_abs().into());
+        filter
+            .add_rule_conditional(action, native("socket")?, &[family])
+            .map_err(|source| SeccompError::AddRule {
+                syscall: "socket",
+                source,
+            })?;
+    }
     Ok(())
 }
 
