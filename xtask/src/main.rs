@@ -2,8 +2,10 @@
 //!
 //! `main.rs` only parses arguments; each task lives in its own module:
 //! - `setup`: install and verify what building and testing guard needs on a Debian 12 host;
-//! - `test`: the full check CI runs (setup, fmt, clippy, tests).
+//! - `test`: the full check CI runs (setup, fmt, clippy, tests);
+//! - `bench`: guard's start-up time and memory next to bubblewrap and firejail.
 
+mod bench;
 mod cmd;
 mod setup;
 mod test;
@@ -27,6 +29,8 @@ enum Command {
     Setup,
     /// Run setup, then `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`.
     Test(test::Options),
+    /// Time guard's start-up against bare /bin/true, bwrap and firejail; writes docs/benchmarks.md.
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Setup => setup::run(),
         Command::Test(options) => test::run(&options),
+        Command::Bench => bench::run(),
     }
 }
 
