@@ -735,7 +735,14 @@ fn ctrl_c_on_a_terminal_reaches_the_command_once() {
 fn the_tool_cannot_signal_or_reach_abstract_sockets_outside_its_sandbox() {
     require_root!();
     let dir = TempDir::new("scope");
-    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    // Unix sockets allowed for one path, so AF_UNIX sockets may exist and it is Landlock's
+    // scoping (not seccomp) that must stop the abstract connect.
+    let profile = shell_profile(
+        &dir,
+        Path::new("/usr/lib/python3.11"),
+        &dir.mkdir("w"),
+        "[network]\nunix = [\"/run/guard-e2e-unused.sock\"]\n",
+    );
     // A process of the same uid outside the sandbox, and an abstract unix socket listener.
     let mut outsider = std::process::Command::new("sleep")
         .arg("30")
@@ -877,4 +884,76 @@ fn a_profile_that_needs_the_ebpf_probes_is_refused_until_accepted() {
         "{out}"
     );
     assert!(!marker.exists(), "the command ran although guard refused");
+}
+
+#[test]
+fn the_tool_cannot_make_a_root_owned_file_setuid() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("setuid");
+    let outside = dir.mkdir("outside");
+    let target = outside.join("tool");
+    fs::copy("/usr/bin/id", &target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    let profile = shell_profile(&dir, &dir.mkdir("r"), &dir.mkdir("w"), "");
+    for mode in ["4755", "2755", "u+s"] {
+        let out = guard(&[
+            "exec",
+            "--profile",
+            &profile,
+            "--",
+            "chmod",
+            mode,
+            target.to_str().unwrap(),
+        ]);
+        assert_ne!(out.code(), 0, "chmod {mode} succeeded: {out}");
+        assert!(out.stderr.contains("Operation not permitted"), "{out}");
+        let now = fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(now, 0o755, "chmod {mode} changed the mode to {now:o}");
+    }
+}
+
+#[test]
+fn a_profile_without_unix_sockets_cannot_reach_one_outside() {
+    require_root!();
+    let dir = TempDir::new("unixsock");
+    let path = dir.path().join("outside.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    let python = format!(
+        r#"
+import socket
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("{path}")
+    s.send(b"leak")
+    print("unix ok")
+except OSError as e:
+    print("unix", e.strerror)
+a, b = socket.socketpair()
+a.send(b"x")
+print("socketpair", b.recv(1).decode())
+"#,
+        path = path.display()
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &python,
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("unix Operation not permitted"), "{out}");
+    assert!(
+        out.stdout.contains("socketpair x"),
+        "socketpair must keep working: {out}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the listener outside got a connection"
+    );
 }

@@ -11,7 +11,7 @@ use super::cgroup::CgroupLimits;
 use super::ebpf::EbpfPolicy;
 use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
 use super::seccomp::{SeccompAction, SeccompPlan};
-use super::seccomp_groups::{BASELINE_MARKERS, MARKER_NO_INET};
+use super::seccomp_groups::{BASELINE_MARKERS, MARKER_NO_INET, MARKER_NO_UNIX};
 use super::{IdentityPlan, Mode, Plan, TimeLimits, UserIds, ViolationAction, ViolationPolicy};
 use crate::profile::ResolvedProfile;
 use crate::profile::expand::{ExpandContext, ExpandError, Template};
@@ -168,6 +168,10 @@ impl Plan {
         {
             // No network at all: no IP socket may even be created (TCP, UDP, both families).
             deny.push(MARKER_NO_INET.to_owned());
+        }
+        if p.network.unix.is_empty() {
+            // No unix socket paths allowed: no AF_UNIX socket may be created (socketpair may).
+            deny.push(MARKER_NO_UNIX.to_owned());
         }
         deny.sort();
         deny.dedup();

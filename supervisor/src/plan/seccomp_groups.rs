@@ -26,10 +26,21 @@ pub const MARKER_TIOCLINUX: &str = "ioctl:TIOCLINUX";
 /// first step of kernel exploits.
 pub const MARKER_USERNS: &str = "clone:CLONE_NEWUSER";
 
+/// Marker: deny `chmod`, `fchmod`, `fchmodat` and `fchmodat2` when the new mode has the setuid or
+/// setgid bit. A tool that runs as uid 0 without capabilities still owns every root-owned file,
+/// and Landlock does not cover mode changes: without this rule it could make any root-owned
+/// binary setuid-root for another user to run. No tool guard confines has reason to set them.
+pub const MARKER_NO_SETID_BITS: &str = "chmod:S_ISUID|S_ISGID";
+
 /// The markers guard always adds to a plan's deny list, whatever the profile says. The plan
 /// compiler appends these to the profile's `syscalls.deny` before calling [`expand`]; the sandbox
 /// layer turns each into its argument-filtered rules.
-pub const BASELINE_MARKERS: &[&str] = &[MARKER_TIOCSTI, MARKER_TIOCLINUX, MARKER_USERNS];
+pub const BASELINE_MARKERS: &[&str] = &[
+    MARKER_TIOCSTI,
+    MARKER_TIOCLINUX,
+    MARKER_USERNS,
+    MARKER_NO_SETID_BITS,
+];
 
 /// Marker: deny `socket(AF_INET, ...)` and `socket(AF_INET6, ...)`. The plan compiler adds it to
 /// profiles that allow no network at all (`network.connect`, `bind` empty and `dns = false`):
@@ -37,12 +48,20 @@ pub const BASELINE_MARKERS: &[&str] = &[MARKER_TIOCSTI, MARKER_TIOCLINUX, MARKER
 /// independent of the eBPF hooks.
 pub const MARKER_NO_INET: &str = "socket:AF_INET";
 
+/// Marker: deny `socket(AF_UNIX, ...)` (`socketpair` stays allowed: it reaches nobody). The plan
+/// compiler adds it when `network.unix` is empty: until the eBPF `connect_unix` hook is attached,
+/// nothing else stops a tool from connecting to a pathname socket such as a container runtime's
+/// or the init system's, which Landlock does not check.
+pub const MARKER_NO_UNIX: &str = "socket:AF_UNIX";
+
 /// Every marker the sandbox layer understands.
 pub const MARKERS: &[&str] = &[
     MARKER_TIOCSTI,
     MARKER_TIOCLINUX,
     MARKER_USERNS,
+    MARKER_NO_SETID_BITS,
     MARKER_NO_INET,
+    MARKER_NO_UNIX,
 ];
 
 /// Setting the system clocks.

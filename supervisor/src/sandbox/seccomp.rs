@@ -31,7 +31,8 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::plan::seccomp::{SeccompAction, SeccompPlan};
 use crate::plan::seccomp_groups::{
-    self, MARKER_NO_INET, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
+    self, MARKER_NO_INET, MARKER_NO_SETID_BITS, MARKER_NO_UNIX, MARKER_TIOCLINUX, MARKER_TIOCSTI,
+    MARKER_USERNS, UnknownGroup,
 };
 
 /// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
@@ -167,7 +168,13 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
                 add_ioctl_rule(&mut filter, action, libc::TIOCLINUX)?;
             }
             MARKER_USERNS => add_userns_rules(&mut filter, action, &covered)?,
-            MARKER_NO_INET if !covered("socket") => add_no_inet_rules(&mut filter, action)?,
+            MARKER_NO_INET if !covered("socket") => {
+                add_socket_family_rules(&mut filter, action, &[libc::AF_INET, libc::AF_INET6])?;
+            }
+            MARKER_NO_UNIX if !covered("socket") => {
+                add_socket_family_rules(&mut filter, action, &[libc::AF_UNIX])?;
+            }
+            MARKER_NO_SETID_BITS => add_no_setid_rules(&mut filter, action, &covered)?,
             _ => {}
         }
     }
@@ -233,13 +240,14 @@ fn add_ioctl_rule(
     Ok(())
 }
 
-/// No IP sockets: `socket(domain, ...)` with domain AF_INET or AF_INET6 gets the plan's action.
-/// The domain is a plain integer argument, so seccomp sees exactly what the kernel will use.
-fn add_no_inet_rules(
+/// `socket(domain, ...)` with one of `domains` gets the plan's action. The domain is a plain
+/// integer argument, so seccomp sees exactly what the kernel will use.
+fn add_socket_family_rules(
     filter: &mut ScmpFilterContext,
     action: ScmpAction,
+    domains: &[libc::c_int],
 ) -> Result<(), SeccompError> {
-    for domain in [libc::AF_INET, libc::AF_INET6] {
+    for &domain in domains {
         let family = ScmpArgCompare::new(0, ScmpCompareOp::Equal, domain.unsigned_abs().into());
         filter
             .add_rule_conditional(action, native("socket")?, &[family])
@@ -247,6 +255,40 @@ fn add_no_inet_rules(
                 syscall: "socket",
                 source,
             })?;
+    }
+    Ok(())
+}
+
+/// Setuid/setgid bits: the mode is a register argument of every chmod variant (argument 1 of
+/// `chmod`/`fchmod`, 2 of `fchmodat`/`fchmodat2`), so each bit gets a masked-equality rule.
+fn add_no_setid_rules(
+    filter: &mut ScmpFilterContext,
+    action: ScmpAction,
+    covered: &dyn Fn(&str) -> bool,
+) -> Result<(), SeccompError> {
+    for (syscall, mode_arg) in [
+        ("chmod", 1),
+        ("fchmod", 1),
+        ("fchmodat", 2),
+        ("fchmodat2", 2),
+    ] {
+        if covered(syscall) {
+            continue;
+        }
+        // fchmodat2 is recent (6.6); libseccomp builds that predate it cannot name it.
+        let Ok(number) = ScmpSyscall::from_name_by_arch(syscall, ScmpArch::Native) else {
+            continue;
+        };
+        if number.as_raw_syscall() < 0 {
+            continue;
+        }
+        for bit in [libc::S_ISUID, libc::S_ISGID] {
+            let bit = u64::from(bit);
+            let set = ScmpArgCompare::new(mode_arg, ScmpCompareOp::MaskedEqual(bit), bit);
+            filter
+                .add_rule_conditional(action, number, &[set])
+                .map_err(|source| SeccompError::AddRule { syscall, source })?;
+        }
     }
     Ok(())
 }
