@@ -403,10 +403,16 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             o,
             "  runs as user {u} (when guard runs as root); capabilities dropped, no_new_privs"
         ),
-        None => say!(
-            o,
-            "  runs as the caller; capabilities dropped, no_new_privs"
-        ),
+        None => {
+            say!(
+                o,
+                "  runs as the caller; capabilities dropped, no_new_privs"
+            );
+            say!(
+                o,
+                "  when the caller is root: the tool is uid 0 without capabilities and still owns root-owned files, so it can change their mode bits and timestamps anywhere (Landlock does not cover chmod/utimes; setuid/setgid bits are refused by seccomp); set process.user to avoid that"
+            );
+        }
     }
     let set: Vec<&String> = p.process.env_set.keys().collect();
     say!(
