@@ -37,23 +37,26 @@ struct OutsideDir(PathBuf);
 
 impl OutsideDir {
     fn new(label: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("guard-e2e-{label}-{}", std::process::id()));
-        for writable in [
+        let writable: Vec<PathBuf> = [
             Some(PathBuf::from("/tmp")),
             Some(std::env::temp_dir()),
             std::env::var_os("HOME").map(PathBuf::from),
         ]
         .into_iter()
         .flatten()
-        {
-            assert!(
-                !path.starts_with(&writable),
-                "{} is under {}, which the profile may write; the test needs a directory outside it",
-                path.display(),
-                writable.display()
-            );
-        }
+        .collect();
+        // The checkout itself may live under /tmp (CI clones anywhere), so try a few roots and
+        // take the first one outside everything the profile may write.
+        let name = format!("guard-e2e-{label}-{}", std::process::id());
+        let path = [
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+            PathBuf::from("/var/tmp"),
+            PathBuf::from("/var/lib"),
+        ]
+        .into_iter()
+        .map(|root| root.join(&name))
+        .find(|path| !writable.iter().any(|w| path.starts_with(w)))
+        .unwrap_or_else(|| panic!("no directory outside {writable:?} to test with"));
         fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         OutsideDir(path)
