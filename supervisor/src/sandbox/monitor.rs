@@ -34,8 +34,18 @@ impl Watcher for Monitor<'_> {
     fn drain(&mut self) {}
 
     fn cpu_used(&mut self) -> Option<Duration> {
-        let text = std::fs::read_to_string(&self.cpu_stat).ok()?;
-        cpu_usage(&text)
+        // Only asked when cpu_time is limited. Usage that cannot be read cannot be checked, so it
+        // counts as used up: the sandbox ends rather than run past its limit unmeasured.
+        let usage = std::fs::read_to_string(&self.cpu_stat)
+            .ok()
+            .and_then(|text| cpu_usage(&text));
+        if usage.is_none() {
+            eprintln!(
+                "guard: error: cannot read CPU usage from {}; ending the sandbox (limits.cpu_time)",
+                self.cpu_stat.display()
+            );
+        }
+        Some(usage.unwrap_or(Duration::MAX))
     }
 
     fn kill_sandbox(&mut self) {
