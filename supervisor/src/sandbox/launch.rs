@@ -280,7 +280,13 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let cleanup = cgroup.kill_all();
     let events = cgroup.events();
     let removed = cgroup.remove();
-    sentinel.dismiss();
+    if cleanup.is_ok() && removed.is_ok() {
+        sentinel.dismiss();
+    } else {
+        // Something of the sandbox may still run: leave it to the sentinel, which kills and
+        // removes it once guard is gone, rather than leave it unsupervised.
+        drop(sentinel);
+    }
     let ending = ending?;
     for (what, result) in [
         ("killing the rest of the sandbox", cleanup),
