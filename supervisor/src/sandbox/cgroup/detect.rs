@@ -33,33 +33,21 @@ pub enum CgroupHost {
 }
 
 impl Mounts {
-    /// Parses `/proc/<pid>/mountinfo` (proc(5)): the filesystem type and super options follow the
-    /// ` - ` separator; a v1 hierarchy's super options name its controllers.
+    /// The cgroup mounts of `/proc/<pid>/mountinfo` text, read with the host module's parser
+    /// (which also decodes the kernel's octal escapes in mount points); a v1 hierarchy's super
+    /// options name its controllers.
     pub fn parse(mountinfo: &str) -> Self {
         let mut mounts = Mounts::default();
-        for line in mountinfo.lines() {
-            let Some((before, after)) = line.split_once(" - ") else {
-                continue;
-            };
-            let Some(mount_point) = before.split(' ').nth(4) else {
-                continue;
-            };
-            let mut after = after.split(' ');
-            let (Some(fstype), Some(_source), Some(super_opts)) =
-                (after.next(), after.next(), after.next())
-            else {
-                continue;
-            };
-            let mount_point = PathBuf::from(mount_point);
-            match fstype {
-                "cgroup2" => mounts.cgroup2.push(mount_point),
+        for mount in crate::host::cgroup::parse_mountinfo(mountinfo) {
+            match mount.fs_type.as_str() {
+                "cgroup2" => mounts.cgroup2.push(mount.mount_point),
                 "cgroup" => {
-                    for opt in super_opts.split(',') {
-                        if V1_CONTROLLERS.contains(&opt) {
+                    for opt in &mount.super_options {
+                        if V1_CONTROLLERS.contains(&opt.as_str()) {
                             mounts
                                 .v1
-                                .entry(opt.to_owned())
-                                .or_insert_with(|| mount_point.clone());
+                                .entry(opt.clone())
+                                .or_insert_with(|| mount.mount_point.clone());
                         }
                     }
                 }
