@@ -29,6 +29,8 @@ enum Command {
     Explain { profile: String },
     /// Print this host's kernel features and what they mean for profiles.
     Doctor,
+    /// Remove guard's pinned eBPF probes from the kernel (refused while sandboxes run).
+    Unload,
 }
 
 fn main() -> ExitCode {
@@ -49,5 +51,6 @@ fn main() -> ExitCode {
         Command::Check { profiles } => guard::commands::check::run(&profiles),
         Command::Explain { profile } => guard::commands::explain::run(&profile),
         Command::Doctor => guard::commands::doctor::run(),
+        Command::Unload => guard::commands::unload::run(),
     }
 }

@@ -16,7 +16,7 @@ fn shell_profile(dir: &TempDir, read_dir: &Path, write_dir: &Path, extra: &str) 
             r#"
 name = "e2e-shell"
 extends = ["base"]
-allow_weaker = ["ebpf.network", "ebpf.exec"]
+allow_weaker = ["ebpf.unix"]
 
 [filesystem]
 read = ["{read}"]
@@ -861,7 +861,7 @@ attempt("udp6", socket.AF_INET6, socket.SOCK_DGRAM, ("::1", {udp6}))
 }
 
 #[test]
-fn a_profile_that_needs_the_ebpf_probes_is_refused_until_accepted() {
+fn the_probes_are_attached_without_any_allow_weaker() {
     require_root!();
     let dir = TempDir::new("gaps");
     let marker = dir.path().join("marker");
@@ -878,9 +878,32 @@ fn a_profile_that_needs_the_ebpf_probes_is_refused_until_accepted() {
         "touch",
         marker.to_str().unwrap(),
     ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(marker.exists());
+}
+
+#[test]
+fn unix_socket_paths_are_refused_until_accepted() {
+    require_root!();
+    let dir = TempDir::new("unix-gap");
+    let marker = dir.path().join("marker");
+    let unix = write_profile(
+        &dir,
+        "unix",
+        "name = \"unix\"\nextends = [\"base\"]\n[filesystem]\nexecute = [\"/usr/bin\"]\nwrite = [\"/tmp\"]\n\
+         [network]\nunix = [\"/run/some.sock\"]\n",
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &unix,
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
     assert_eq!(out.code(), 125, "{out}");
     assert!(
-        out.stderr.contains("ebpf.network") && out.stderr.contains("ebpf.exec"),
+        out.stderr.contains("allow_weaker = [\"ebpf.unix\"]"),
         "{out}"
     );
     assert!(!marker.exists(), "the command ran although guard refused");

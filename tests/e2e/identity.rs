@@ -18,8 +18,6 @@ fn profile(dir: &TempDir, write_dir: &Path, process: &str, extra: &str) -> Strin
             r#"
 name = "e2e-identity"
 extends = ["base"]
-# guard exec does not attach its eBPF probes yet; this file tests identity and limits, not them.
-allow_weaker = ["ebpf.network", "ebpf.exec"]
 
 [filesystem]
 read = ["/usr/bin", "/bin", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]

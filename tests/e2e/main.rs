@@ -10,7 +10,7 @@
 
 mod check;
 mod doctor;
-mod ebpf;
+mod enforce;
 mod exec;
 mod explain;
 mod identity;

@@ -7,6 +7,7 @@
 
 mod bench;
 mod cmd;
+mod leftovers;
 mod setup;
 mod test;
 

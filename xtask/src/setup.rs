@@ -22,7 +22,7 @@ const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
     // The supervisor links libseccomp, found through pkg-config.
     ("supervisor build", &["libseccomp-dev", "pkg-config"]),
     // Tests: strace to watch syscalls of confined tools, curl as a network client to deny.
-    ("tests", &["strace", "curl"]),
+    ("tests", &["strace", "curl", "python3"]),
     // Benchmarks of guard against other sandboxes.
     ("benchmarks", &["hyperfine", "bubblewrap", "firejail"]),
 ];

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, setup};
+use crate::{cmd, leftovers, setup};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -67,6 +67,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             took: start.elapsed(),
         });
     }
+
+    // Last: the suite must leave the host as it found it (pins, programs, cgroups).
+    eprintln!("\n==> clean");
+    let start = Instant::now();
+    let result = leftovers::check();
+    if let Err(e) = &result {
+        eprintln!("xtask: clean failed: {e:#}");
+    }
+    outcomes.push(Outcome {
+        name: "clean",
+        passed: result.is_ok(),
+        took: start.elapsed(),
+    });
 
     eprintln!("\nxtask test summary:");
     for o in &outcomes {

@@ -6,16 +6,24 @@
 /// Length of the filename buffer of an exec event, including the terminating NUL.
 /// Longer paths are truncated; the header's flags say so.
 pub const FILENAME_LEN: usize = 256;
+/// Bytes of the new image's argument area (NUL-separated argv) an exec event carries.
+pub const ARGV_LEN: usize = 512;
 /// The kernel's `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 
 /// What a record is. Numbers are grouped in reserved ranges so families can grow without
-/// renumbering: 1-99 process, 100-199 network, 200-299 policy decisions, 1000+ probe diagnostics.
+/// renumbering: 1-99 process, 100-199 network, 1000+ probe diagnostics.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     /// A process in a watched cgroup executed a new image (`sched_process_exec`).
     Exec = 1,
+    /// `connect()` on an IPv4/IPv6 socket (TCP, or UDP setting its peer).
+    Connect = 100,
+    /// `bind()` of an IPv4/IPv6 socket.
+    Bind = 101,
+    /// `sendmsg()`/`sendto()` of an unconnected UDP socket to an explicit destination.
+    Send = 102,
 }
 
 impl EventType {
@@ -24,6 +32,63 @@ impl EventType {
     pub const fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::Exec),
+            100 => Some(Self::Connect),
+            101 => Some(Self::Bind),
+            102 => Some(Self::Send),
+            _ => None,
+        }
+    }
+}
+
+/// What the probe did ([`EventHeader::verdict`]).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow = 0,
+    /// The operation failed with EPERM.
+    Deny = 1,
+    /// The process was killed (exec: before its first instruction).
+    Kill = 2,
+    /// Audit mode: it would have been denied, and was allowed.
+    Audit = 3,
+}
+
+impl Verdict {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::Allow),
+            1 => Some(Self::Deny),
+            2 => Some(Self::Kill),
+            3 => Some(Self::Audit),
+            _ => None,
+        }
+    }
+}
+
+/// Which rule decided ([`EventHeader::rule`]); names are the profile keys.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    None = 0,
+    NetworkConnect = 1,
+    NetworkBind = 2,
+    ProcessExec = 3,
+    ConnectsPerMinute = 4,
+    ExecsPerMinute = 5,
+    /// The probe could not decide (a read or lookup failed) and failed closed.
+    ProbeError = 6,
+}
+
+impl Rule {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::None),
+            1 => Some(Self::NetworkConnect),
+            2 => Some(Self::NetworkBind),
+            3 => Some(Self::ProcessExec),
+            4 => Some(Self::ConnectsPerMinute),
+            5 => Some(Self::ExecsPerMinute),
+            6 => Some(Self::ProbeError),
             _ => None,
         }
     }
@@ -31,8 +96,14 @@ impl EventType {
 
 /// Header flag: the filename did not fit in [`FILENAME_LEN`] bytes and was cut.
 pub const FLAG_TRUNCATED: u32 = 1 << 0;
-/// Header flag: the probe killed the process (a policy decision or a fail-closed error).
-pub const FLAG_KILLED: u32 = 1 << 1;
+/// Header flag: the argument area did not fit in [`ARGV_LEN`] bytes and was cut.
+pub const FLAG_ARGV_TRUNCATED: u32 = 1 << 1;
+/// Header flag: the profile says a violation ends the whole sandbox; the supervisor kills its
+/// cgroup when it reads this record.
+pub const FLAG_KILL_SANDBOX: u32 = 1 << 2;
+/// Header flag: an IPv4 address reached through an IPv6 socket (`::ffff:a.b.c.d`), checked
+/// against the IPv4 rules.
+pub const FLAG_V4_MAPPED: u32 = 1 << 3;
 
 /// Common first part of every record.
 #[repr(C)]
@@ -52,6 +123,10 @@ pub struct EventHeader {
     pub tid: u32,
     /// Sandbox id from the watched cgroup's [`crate::SandboxPolicy`].
     pub sandbox_id: u64,
+    /// A [`Verdict`] number.
+    pub verdict: u32,
+    /// A [`Rule`] number.
+    pub rule: u32,
 }
 
 /// A record: header first, then the payload.
@@ -69,14 +144,40 @@ pub struct ExecData {
     /// The filename passed to execve (as the kernel resolved it for `bprm->filename`), NUL
     /// terminated; `filename_len` bytes are meaningful (without the NUL).
     pub filename: [u8; FILENAME_LEN],
+    /// The new image's argument area: the argv strings, each NUL-terminated.
+    pub argv: [u8; ARGV_LEN],
     pub filename_len: u32,
+    /// Bytes of `argv` that were read.
+    pub argv_len: u32,
     /// The pid before exec (differs from the header pid when a non-leader thread exec'd).
     pub old_pid: u32,
+    pub reserved: u32,
+    /// Identity of the executed file (`mm->exe_file`): kernel `dev_t` and inode number.
+    pub dev: u64,
+    pub ino: u64,
     /// `comm` after exec (the new image's basename, up to 15 bytes).
     pub comm: [u8; COMM_LEN],
 }
 
 pub type ExecEvent = Event<ExecData>;
+
+/// Payload of [`EventType::Connect`], [`EventType::Bind`] and [`EventType::Send`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetData {
+    /// IPv4 (first 4 bytes) or IPv6 address, network byte order, as the caller passed it.
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub reserved: [u32; 2],
+}
+
+pub type NetEvent = Event<NetData>;
 
 impl ExecData {
     /// The filename bytes without the NUL.
@@ -88,6 +189,16 @@ impl ExecData {
             Some(nul) => &bytes[..nul],
             None => bytes,
         }
+    }
+
+    /// The argv strings (without their NULs).
+    pub fn argv_strings(&self) -> impl Iterator<Item = &[u8]> {
+        let len = (self.argv_len as usize).min(ARGV_LEN);
+        let area = &self.argv[..len];
+        let area = area.strip_suffix(&[0]).unwrap_or(area);
+        // An empty area has no strings (split would yield one empty one).
+        area.split(|&b| b == 0)
+            .take(if len == 0 { 0 } else { usize::MAX })
     }
 
     /// `comm` without the NUL padding.
@@ -107,17 +218,26 @@ pub enum ProbeError {
     ReadTracepoint = 1,
     /// `bpf_send_signal` failed while failing closed.
     SendSignal = 2,
+    /// Reading a kernel structure (task, mm, file, inode, dentry) failed.
+    ReadKernel = 3,
+    /// The kernel offsets were not set by the loader.
+    NoOffsets = 4,
+    /// A watched sandbox has no ring buffer registered.
+    NoRing = 5,
 }
 
 /// Number of `PROBE_ERRORS` counters.
-pub const PROBE_ERROR_COUNT: u32 = 3;
+pub const PROBE_ERROR_COUNT: u32 = 6;
 
 // The ABI: both sides compile these same assertions, so a layout change cannot go unnoticed.
-const _: () = assert!(size_of::<EventHeader>() == 40);
-const _: () = assert!(size_of::<ExecData>() == FILENAME_LEN + 8 + COMM_LEN);
-const _: () = assert!(size_of::<ExecEvent>() == 40 + 280);
+const _: () = assert!(size_of::<EventHeader>() == 48);
+const _: () = assert!(size_of::<ExecData>() == FILENAME_LEN + ARGV_LEN + 16 + 16 + COMM_LEN);
+const _: () = assert!(size_of::<ExecEvent>() == 48 + 816);
+const _: () = assert!(size_of::<NetData>() == 32);
+const _: () = assert!(size_of::<NetEvent>() == 48 + 32);
 // Ring buffer records are 8-byte aligned; larger alignment cannot be reserved.
 const _: () = assert!(align_of::<ExecEvent>() <= 8);
+const _: () = assert!(align_of::<NetEvent>() <= 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -126,4 +246,10 @@ mod pod {
     unsafe impl aya::Pod for super::EventHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExecData {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetData {}
+    // SAFETY: header and payload are Pod and the sizes above show no padding between them.
+    unsafe impl aya::Pod for super::ExecEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetEvent {}
 }

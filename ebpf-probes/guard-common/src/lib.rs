@@ -9,15 +9,37 @@
 pub mod event;
 pub mod policy;
 
-pub use event::{COMM_LEN, Event, EventHeader, EventType, ExecData, ExecEvent, FILENAME_LEN};
-pub use policy::SandboxPolicy;
+pub use event::{
+    ARGV_LEN, COMM_LEN, Event, EventHeader, EventType, ExecData, ExecEvent, FILENAME_LEN, NetData,
+    NetEvent, Rule, Verdict,
+};
+pub use policy::{KernelOffsets, SandboxPolicy, SandboxState};
 
 /// Names of the maps and programs in the eBPF object, so the loader and the probes cannot drift.
 pub mod names {
-    /// `RingBuf` of [`crate::Event`] records.
-    pub const EVENTS: &str = "EVENTS";
+    /// `HashOfMaps<u64 cgroup id, RingBuf>`: each sandbox's own ring buffer of
+    /// [`crate::Event`] records, created by the supervisor that reads it (one reader per ring).
+    pub const EVENT_RINGS: &str = "EVENT_RINGS";
+    /// Size in bytes of every ring in [`EVENT_RINGS`] (the inner map template's size).
+    pub const EVENT_RING_BYTES: u32 = 1 << 20;
     /// `HashMap<u64 cgroup id, SandboxPolicy>`: the cgroups whose processes are watched.
     pub const SANDBOXES: &str = "SANDBOXES";
+    /// `HashMap<u64 cgroup id, SandboxState>`: rate-limit buckets and lost-event counts.
+    pub const SANDBOX_STATE: &str = "SANDBOX_STATE";
+    /// `LpmTrie<Net4Key, PortRules>` and `LpmTrie<Net6Key, PortRules>`: network rules.
+    pub const NET4: &str = "NET4";
+    pub const NET6: &str = "NET6";
+    /// `HashMap<ExecKey, u32>`: executable files and trees per sandbox.
+    pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
+    /// Global `KernelOffsets` set by the loader from the kernel's BTF.
+    pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
+    /// The cgroup `sock_addr` programs guard attaches below its cgroup.
+    pub const CONNECT4: &str = "guard_connect4";
+    pub const CONNECT6: &str = "guard_connect6";
+    pub const SENDMSG4: &str = "guard_sendmsg4";
+    pub const SENDMSG6: &str = "guard_sendmsg6";
+    pub const BIND4: &str = "guard_bind4";
+    pub const BIND6: &str = "guard_bind6";
     /// `Array<u64>` of error counters, indexed by [`crate::event::ProbeError`].
     pub const PROBE_ERRORS: &str = "PROBE_ERRORS";
     /// `sched/sched_process_exec` tracepoint: exec events for watched cgroups.

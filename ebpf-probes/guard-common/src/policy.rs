@@ -1,7 +1,22 @@
-//! Values of the `SANDBOXES` map: what the probes do for one watched cgroup.
+//! Map keys and values: what the probes enforce for one watched cgroup.
+//!
+//! Everything a probe decides is keyed by the sandbox's cgroup v2 id, so sandboxes with different
+//! profiles never see each other's rules, and a cgroup guard does not know is never touched by
+//! the exec probe (and always denied by the network hooks, which only run below guard's cgroup).
 
-/// Policy flag: report every exec in this cgroup to the ring buffer.
+/// Policy flag: write a record for every exec in this cgroup.
 pub const POLICY_REPORT_EXEC: u32 = 1 << 0;
+/// Policy flag: check every exec against `EXEC_ALLOW`; kill what is not listed.
+pub const POLICY_ENFORCE_EXEC: u32 = 1 << 1;
+/// Policy flag: check connect/sendmsg/bind against `NET4`/`NET6`; deny what is not listed.
+pub const POLICY_ENFORCE_NET: u32 = 1 << 2;
+/// Policy flag: audit mode: a decision that would deny is recorded and allowed.
+pub const POLICY_AUDIT: u32 = 1 << 3;
+/// Policy flag: `on_violation.network = "kill"`: a network violation ends the whole sandbox.
+pub const POLICY_KILL_ON_NET: u32 = 1 << 4;
+/// Policy flag: `on_violation.exec = "kill"`: an exec violation ends the whole sandbox, not
+/// only the offending process.
+pub const POLICY_KILL_ON_EXEC: u32 = 1 << 5;
 
 /// Per-sandbox policy, keyed by the sandbox's cgroup v2 id in the `SANDBOXES` map.
 #[repr(C)]
@@ -11,12 +26,152 @@ pub struct SandboxPolicy {
     pub sandbox_id: u64,
     /// `POLICY_*` bits.
     pub flags: u32,
+    /// `limits.connects_per_minute`; 0 = no limit.
+    pub connects_per_minute: u32,
+    /// `limits.execs_per_minute`; 0 = no limit.
+    pub execs_per_minute: u32,
     /// Explicit padding so the layout has no hidden bytes.
     pub reserved: u32,
 }
 
-const _: () = assert!(size_of::<SandboxPolicy>() == 16);
+/// One token bucket. Tokens are counted in units of 1/(60e9) token so refilling needs no
+/// division in the probe: one nanosecond adds `per_minute` units, one event costs
+/// [`TOKEN_COST`] units, and a full bucket holds `per_minute * TOKEN_COST`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenBucket {
+    pub units: u64,
+    /// `bpf_ktime_get_ns()` of the last refill; 0 = never used (starts full).
+    pub last_ns: u64,
+}
 
-// SAFETY: `#[repr(C)]`, no implicit padding (asserted above), every bit pattern valid.
+/// The units one event takes from a [`TokenBucket`]: the nanoseconds in a minute.
+pub const TOKEN_COST: u64 = 60_000_000_000;
+
+/// The highest per-minute rate a bucket counts (profiles asking for more are refused), so
+/// `units + elapsed * per_minute` stays far below `u64::MAX`.
+pub const MAX_PER_MINUTE: u64 = 1_000_000;
+
+/// Mutable per-sandbox state of the probes, keyed by cgroup id in the `SANDBOX_STATE` map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxState {
+    pub connects: TokenBucket,
+    pub execs: TokenBucket,
+    /// Records that could not be written to the sandbox's ring buffer (full or missing).
+    pub lost_events: u64,
+}
+
+/// Rule kind in a network key: which profile list the entry comes from.
+pub const NET_KIND_CONNECT: u32 = 0;
+pub const NET_KIND_BIND: u32 = 1;
+
+/// Bits of a network key before the address: cgroup id (64) and kind (32). An LPM lookup for
+/// an address uses `NET_KEY_FIXED_BITS + 32` (IPv4) or `+ 128` (IPv6) as its prefix length; a
+/// rule for `a.b.c.d/n` is stored with `NET_KEY_FIXED_BITS + n`.
+pub const NET_KEY_FIXED_BITS: u32 = 96;
+
+/// The data of an `NET4` LPM trie key (after the kernel's `prefixlen`). Byte arrays, so the
+/// bit order the trie matches on is exactly the byte order here.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Net4Key {
+    pub cgroup_id: [u8; 8],
+    pub kind: [u8; 4],
+    /// The address in network byte order.
+    pub addr: [u8; 4],
+}
+
+/// The data of an `NET6` LPM trie key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Net6Key {
+    pub cgroup_id: [u8; 8],
+    pub kind: [u8; 4],
+    pub addr: [u8; 16],
+}
+
+/// The most port ranges one network map entry holds.
+pub const MAX_PORT_RANGES: usize = 16;
+
+/// An inclusive port range.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// Value of a network map entry: the ports allowed for the addresses under its prefix.
+/// Userspace folds the ports of every less specific rule into each entry, because an LPM
+/// lookup returns only the longest matching prefix.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortRules {
+    pub ranges: [PortRange; MAX_PORT_RANGES],
+    /// How many of `ranges` are used.
+    pub count: u32,
+}
+
+/// Key of `EXEC_ALLOW`: a file or directory allowed to be executed (from) in one sandbox.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ExecKey {
+    pub cgroup_id: u64,
+    /// The kernel's `dev_t` of the file's super block (`MKDEV(major, minor)` = major << 20 |
+    /// minor), not the userspace `st_dev` encoding.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// `EXEC_ALLOW` value: this exact file may be executed.
+pub const EXEC_ALLOW_FILE: u32 = 1;
+/// `EXEC_ALLOW` value: any file beneath this directory (on the same file system) may be executed.
+pub const EXEC_ALLOW_TREE: u32 = 2;
+
+/// How many directory levels the exec probe walks up from an executed file looking for an
+/// allowed directory. Deeper files are not matched by a directory rule (denied).
+pub const EXEC_TREE_DEPTH: u32 = 24;
+
+/// Offsets into kernel structures the exec probe reads, taken from the running kernel's BTF
+/// when the probes are loaded (so nothing is baked in for one kernel build). All in bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelOffsets {
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub file_inode: u32,
+    /// `file.f_path.dentry`.
+    pub file_dentry: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
+    /// Non-zero once userspace filled this in; the probe fails closed while it is zero.
+    pub valid: u32,
+}
+
+const _: () = assert!(size_of::<SandboxPolicy>() == 24);
+const _: () = assert!(size_of::<TokenBucket>() == 16);
+const _: () = assert!(size_of::<SandboxState>() == 40);
+const _: () = assert!(size_of::<Net4Key>() == 16);
+const _: () = assert!(size_of::<Net6Key>() == 28);
+const _: () = assert!(size_of::<PortRules>() == 4 * MAX_PORT_RANGES + 4);
+const _: () = assert!(size_of::<ExecKey>() == 24);
+const _: () = assert!(size_of::<KernelOffsets>() == 48);
+
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for SandboxPolicy {}
+mod pod {
+    // SAFETY (all): `#[repr(C)]`, no implicit padding (sizes asserted above), every bit pattern
+    // valid.
+    unsafe impl aya::Pod for super::SandboxPolicy {}
+    unsafe impl aya::Pod for super::SandboxState {}
+    unsafe impl aya::Pod for super::Net4Key {}
+    unsafe impl aya::Pod for super::Net6Key {}
+    unsafe impl aya::Pod for super::PortRules {}
+    unsafe impl aya::Pod for super::ExecKey {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}

@@ -1,6 +1,6 @@
 //! guard's eBPF probes, linked into one object (`guard-probes`) that the supervisor embeds.
 //!
-//! One module per event family ([`exec`]), plus [`features`]: do-nothing programs of each program
+//! One module per event family ([`exec`], [`net`]; [`rate`] holds the token buckets), plus [`features`]: do-nothing programs of each program
 //! type that `guard doctor` tries to load to learn what this kernel accepts.
 #![no_std]
 #![no_main]
@@ -8,6 +8,8 @@
 mod exec;
 mod features;
 mod maps;
+mod net;
+mod rate;
 
 /// The kernel only lets GPL-compatible programs call helpers such as `bpf_probe_read_kernel_str`
 /// and `bpf_send_signal`, and only such programs may be LSM or fentry programs.

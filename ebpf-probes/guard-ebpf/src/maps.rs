@@ -1,18 +1,48 @@
 //! The maps shared by the probes; their names are the ABI in `guard_common::names`.
+//!
+//! Policy maps are keyed by the sandbox's cgroup id, so one loaded (and pinned) set of probes
+//! serves every sandbox on the host. Events go to a ring buffer per sandbox, found through
+//! `EVENT_RINGS`: each supervisor reads only its own sandbox's records, so concurrent sandboxes
+//! never consume each other's evidence.
 
 use aya_ebpf::{
-    macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    btf_maps::{HashOfMaps, RingBuf},
+    macros::{btf_map, map},
+    maps::{HashMap, LpmTrie, PerCpuArray},
 };
-use guard_common::{SandboxPolicy, event::PROBE_ERROR_COUNT};
+use guard_common::{
+    SandboxPolicy, SandboxState,
+    event::PROBE_ERROR_COUNT,
+    names::EVENT_RING_BYTES,
+    policy::{ExecKey, Net4Key, Net6Key, PortRules},
+};
 
-/// Events for userspace. 256 KiB holds about 800 exec records, several seconds of a fork bomb.
-#[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+/// The inner map template of [`EVENT_RINGS`]; the supervisor creates rings of this size.
+pub type EventRing = RingBuf<u8, { EVENT_RING_BYTES as usize }>;
 
-/// cgroup v2 id -> policy: the cgroups guard watches. Absent means "not ours, do nothing".
+/// cgroup id -> that sandbox's ring buffer.
+#[btf_map]
+pub static EVENT_RINGS: HashOfMaps<u64, EventRing, 4096> = HashOfMaps::new();
+
+/// cgroup v2 id -> policy: the cgroups guard watches. Absent means "not ours".
 #[map]
 pub static SANDBOXES: HashMap<u64, SandboxPolicy> = HashMap::with_max_entries(4096, 0);
+
+/// cgroup v2 id -> rate buckets and lost-event count.
+#[map]
+pub static SANDBOX_STATE: HashMap<u64, SandboxState> = HashMap::with_max_entries(4096, 0);
+
+/// (cgroup, kind, IPv4 prefix) -> allowed ports.
+#[map]
+pub static NET4: LpmTrie<Net4Key, PortRules> = LpmTrie::with_max_entries(65536, 0);
+
+/// (cgroup, kind, IPv6 prefix) -> allowed ports.
+#[map]
+pub static NET6: LpmTrie<Net6Key, PortRules> = LpmTrie::with_max_entries(65536, 0);
+
+/// (cgroup, dev, inode) -> `EXEC_ALLOW_FILE` or `EXEC_ALLOW_TREE`.
+#[map]
+pub static EXEC_ALLOW: HashMap<ExecKey, u32> = HashMap::with_max_entries(65536, 0);
 
 /// Per-CPU counters of failed probe steps, indexed by `guard_common::event::ProbeError`, so
 /// userspace can tell a quiet sandbox from one whose events were lost.
@@ -27,4 +57,22 @@ pub fn count_error(step: guard_common::event::ProbeError) {
         // for the same program type, so a plain increment does not race.
         unsafe { *counter += 1 };
     }
+}
+
+/// Counts a record the sandbox's supervisor will never see.
+#[inline(always)]
+pub fn count_lost(cgroup_id: u64) {
+    if let Some(state) = SANDBOX_STATE.get_ptr_mut(&cgroup_id) {
+        // SAFETY: a map value pointer from a successful lookup. Concurrent CPUs may race on the
+        // increment; the count is then low by the race, never zero when records were lost,
+        // because every losing path also bumps the per-CPU PROBE_ERRORS counter.
+        unsafe { (*state).lost_events += 1 };
+    }
+}
+
+/// The ring buffer of the sandbox in `cgroup_id`, if its supervisor registered one.
+#[inline(always)]
+pub fn ring_of(cgroup_id: u64) -> Option<&'static EventRing> {
+    // SAFETY: the inner map is only used through ring buffer helpers, never dereferenced.
+    unsafe { EVENT_RINGS.get(&cgroup_id) }
 }

@@ -123,12 +123,14 @@ fn controller(host: &HostFeatures, c: &str) -> Option<&'static str> {
 }
 
 /// The line for a part `guard exec` does not enforce yet, and whether the profile accepts that.
-fn not_yet(plan: &Plan, gap: Gap) -> String {
+fn not_enforced(plan: &Plan, gap: Gap) -> String {
     if plan.allows_weaker(gap.weakening()) {
-        format!("NOT ENFORCED YET: {gap}; this profile accepts that, so guard exec runs it without")
+        format!(
+            "NOT ENFORCED here: {gap}; this profile accepts that, so guard exec runs it without"
+        )
     } else {
         format!(
-            "NOT ENFORCED YET: {gap}; this profile does not accept that, so guard exec refuses to start (exit 125)"
+            "NOT ENFORCED here: {gap}; this profile does not accept that, so guard exec refuses to start (exit 125)"
         )
     }
 }
@@ -218,9 +220,11 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     );
     say!(
         o,
-        "  host names are resolved when the sandbox starts and re-resolved on their DNS TTL"
+        "  host names are resolved once, when the sandbox starts (system resolver); every address returned is allowed"
     );
-    say!(o, "  {}", not_yet(plan, Gap::Network));
+    if !plan.ebpf.unix.is_empty() {
+        say!(o, "  {}", not_enforced(plan, Gap::UnixPaths));
+    }
     if plan
         .seccomp
         .deny
@@ -235,12 +239,18 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     if host.bpf.cgroup_sock_addr.is_available() && has_cgroup2(host) {
         say!(
             o,
-            "  once attached: eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6 deny with EPERM before any packet leaves (this host can load them)"
+            "  enforced by eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6 below guard's cgroup: EPERM before any packet leaves; an IPv4 host reached through an IPv6 socket (::ffff:a.b.c.d) is checked against the IPv4 rules"
         );
     } else {
         say!(
             o,
-            "  MISSING here: eBPF cgroup_sock_addr programs (or a cgroup2 mount) are not available; network policy cannot be enforced, so `guard exec` refuses to start (exit 125)"
+            "  {}",
+            not_enforced(
+                plan,
+                Gap::Network(
+                    "cgroup_sock_addr programs or a cgroup2 mount are not available".into()
+                )
+            )
         );
     }
     let ports = |v: &[crate::plan::landlock::PortRange]| {
@@ -306,30 +316,22 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  Landlock execute right: exec of anything outside filesystem.execute fails with EACCES"
     );
-    say!(o, "  {}", not_yet(plan, Gap::Exec));
-    if host.bpf.lsm.is_available() {
+    if host.bpf.tracepoint.is_available() {
         say!(
             o,
-            "  once attached: BPF LSM bprm_check_security makes a forbidden exec fail with EPERM before it happens"
+            "  enforced by the eBPF tracepoint sched_process_exec: the executed file (device and inode) must be an allowed file or lie beneath an allowed directory, else the process is killed after exec, before its first instruction; the dynamic loader, a memfd or an fd run directly are checked as themselves"
         );
-    } else if host.bpf.tracepoint.is_available() {
-        say!(
-            o,
-            "  once attached: eBPF tracepoint sched_process_exec kills the process after exec, before its first instruction"
-        );
-        say!(
-            o,
-            "  {}",
-            missing(
-                plan,
-                Weakening::BpfLsm,
-                "BPF LSM not available (bprm_check_security would deny with EPERM)"
-            )
-        );
+        let lsm = if host.bpf.lsm.is_available() {
+            "BPF LSM loads here, but guard does not use bprm_check_security yet (it would deny with EPERM before the exec)"
+        } else {
+            "BPF LSM not available (bprm_check_security would deny with EPERM before the exec)"
+        };
+        say!(o, "  weaker: {lsm}; a forbidden exec is killed instead");
     } else {
         say!(
             o,
-            "  MISSING here: neither BPF LSM nor tracepoint programs load; the exec allowlist cannot be enforced, so `guard exec` refuses to start (exit 125)"
+            "  {}",
+            not_enforced(plan, Gap::Exec("tracepoint programs do not load".into()))
         );
     }
     say!(o);
@@ -554,29 +556,19 @@ mod tests {
     fn says_what_is_weaker_on_this_host() {
         let out = explain(PROFILE, &host(7, false));
         assert!(
-            out.contains("sched_process_exec kills the process after exec"),
+            out.contains("else the process is killed after exec, before its first instruction"),
             "{out}"
         );
         assert!(out.contains("BPF LSM not available"), "{out}");
-        assert!(
-            out.contains("NOT ENFORCED YET") && out.contains("refuses to start (exit 125)"),
-            "the missing probes must be stated: {out}"
-        );
-        assert!(out.contains("MISSING here: BPF LSM"), "{out}");
         let deny = explain(
             &PROFILE.replace("exec = \"kill\"", "exec = \"deny\""),
             &host(7, false),
         );
         assert!(deny.contains("can only be killed after exec"), "{deny}");
         assert!(!out.contains("can only be killed after exec"), "{out}");
-        let weaker = explain(
-            &format!("allow_weaker = [\"bpf.lsm\"]\n{PROFILE}"),
-            &host(7, false),
-        );
-        assert!(weaker.contains("weaker here: BPF LSM"), "{weaker}");
         let with_lsm = explain(PROFILE, &host(7, true));
         assert!(
-            with_lsm.contains("bprm_check_security makes a forbidden exec fail with EPERM"),
+            with_lsm.contains("BPF LSM loads here, but guard does not use bprm_check_security yet"),
             "{with_lsm}"
         );
     }

@@ -4,3 +4,4 @@ pub mod check;
 pub mod doctor;
 pub mod exec;
 pub mod explain;
+pub mod unload;

@@ -4,23 +4,41 @@
 //! Parsing is a pure function over bytes so it is tested without a kernel.
 
 use std::ffi::OsStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
-use guard_common::event::{FLAG_KILLED, FLAG_TRUNCATED};
-use guard_common::{EventHeader, EventType, ExecData, ExecEvent};
+use guard_common::event::{FLAG_ARGV_TRUNCATED, FLAG_KILL_SANDBOX, FLAG_TRUNCATED, FLAG_V4_MAPPED};
+use guard_common::{EventHeader, EventType, ExecData, ExecEvent, NetData, NetEvent, Rule, Verdict};
 
 /// A record from the probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeEvent {
     Exec(ExecRecord),
+    Net(NetRecord),
 }
 
 impl ProbeEvent {
     pub fn header(&self) -> &EventHeader {
         match self {
             ProbeEvent::Exec(e) => &e.header,
+            ProbeEvent::Net(n) => &n.header,
         }
+    }
+
+    /// What the probe did.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::from_u32(self.header().verdict).unwrap_or(Verdict::Deny)
+    }
+
+    /// The rule that decided.
+    pub fn rule(&self) -> Rule {
+        Rule::from_u32(self.header().rule).unwrap_or(Rule::ProbeError)
+    }
+
+    /// The profile says this violation ends the whole sandbox.
+    pub fn kills_sandbox(&self) -> bool {
+        self.header().flags & FLAG_KILL_SANDBOX != 0
     }
 }
 
@@ -33,12 +51,62 @@ pub struct ExecRecord {
     pub filename: PathBuf,
     /// The filename did not fit in the record and was cut.
     pub truncated: bool,
-    /// The probe killed the process.
-    pub killed: bool,
+    /// The argv strings of the new image (cut at the record's size, see `argv_truncated`).
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
     /// The pid before exec (differs from `header.pid` when a non-leader thread exec'd).
     pub old_pid: u32,
+    /// Identity of the executed file: kernel dev_t and inode.
+    pub dev: u64,
+    pub ino: u64,
     /// The new image's `comm`.
     pub comm: String,
+}
+
+/// Which socket operation a network record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetOp {
+    Connect,
+    Bind,
+    Send,
+}
+
+impl NetOp {
+    /// The audit log's `event` for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetOp::Connect => "connect",
+            NetOp::Bind => "bind",
+            NetOp::Send => "send",
+        }
+    }
+}
+
+/// A connect, bind or UDP send in a watched cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRecord {
+    pub header: EventHeader,
+    pub op: NetOp,
+    /// Destination (or bind address) as the caller passed it.
+    pub addr: SocketAddr,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...
+    pub sock_type: u16,
+    pub protocol: u16,
+    /// An IPv4 address reached through an IPv6 socket.
+    pub v4_mapped: bool,
+}
+
+impl NetRecord {
+    /// "tcp", "udp" or the protocol number.
+    pub fn protocol_name(&self) -> String {
+        match (self.protocol, self.sock_type) {
+            (6, _) => "tcp".to_owned(),
+            (17, _) => "udp".to_owned(),
+            (0, 1) => "tcp".to_owned(),
+            (0, 2) => "udp".to_owned(),
+            (p, _) => p.to_string(),
+        }
+    }
 }
 
 /// A record that cannot be understood.
@@ -69,93 +137,204 @@ pub fn parse_record(bytes: &[u8]) -> Result<ProbeEvent, EventError> {
     let header: EventHeader = read_pod(bytes)?;
     match EventType::from_u32(header.etype) {
         Some(EventType::Exec) => {
-            if bytes.len() < size_of::<ExecEvent>() {
-                return Err(EventError::TooShort {
-                    len: bytes.len(),
-                    need: size_of::<ExecEvent>(),
-                });
-            }
-            let data: ExecData = read_pod(&bytes[size_of::<EventHeader>()..])?;
-            Ok(ProbeEvent::Exec(ExecRecord {
-                header,
-                filename: PathBuf::from(OsStr::from_bytes(data.filename_bytes())),
-                truncated: header.flags & FLAG_TRUNCATED != 0,
-                killed: header.flags & FLAG_KILLED != 0,
-                old_pid: data.old_pid,
-                comm: String::from_utf8_lossy(data.comm_bytes()).into_owned(),
-            }))
+            let event: ExecEvent = read_pod(bytes)?;
+            Ok(ProbeEvent::Exec(exec_record(header, &event.data)))
+        }
+        Some(kind @ (EventType::Connect | EventType::Bind | EventType::Send)) => {
+            let event: NetEvent = read_pod(bytes)?;
+            let op = match kind {
+                EventType::Connect => NetOp::Connect,
+                EventType::Bind => NetOp::Bind,
+                _ => NetOp::Send,
+            };
+            Ok(ProbeEvent::Net(net_record(header, op, &event.data)))
         }
         None => Err(EventError::UnknownType(header.etype)),
+    }
+}
+
+fn exec_record(header: EventHeader, data: &ExecData) -> ExecRecord {
+    ExecRecord {
+        header,
+        filename: PathBuf::from(OsStr::from_bytes(data.filename_bytes())),
+        truncated: header.flags & FLAG_TRUNCATED != 0,
+        argv: data
+            .argv_strings()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+        argv_truncated: header.flags & FLAG_ARGV_TRUNCATED != 0,
+        old_pid: data.old_pid,
+        dev: data.dev,
+        ino: data.ino,
+        comm: String::from_utf8_lossy(data.comm_bytes()).into_owned(),
+    }
+}
+
+const AF_INET: u16 = 2;
+
+fn net_record(header: EventHeader, op: NetOp, data: &NetData) -> NetRecord {
+    let ip = if data.family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(
+            data.addr[0],
+            data.addr[1],
+            data.addr[2],
+            data.addr[3],
+        ))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(data.addr))
+    };
+    NetRecord {
+        header,
+        op,
+        addr: SocketAddr::new(ip, data.port),
+        sock_type: data.sock_type,
+        protocol: data.protocol,
+        v4_mapped: header.flags & FLAG_V4_MAPPED != 0,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guard_common::{COMM_LEN, Event, FILENAME_LEN};
+    use guard_common::{ARGV_LEN, COMM_LEN, Event, FILENAME_LEN};
 
-    fn exec_bytes(filename: &[u8], filename_len: u32, flags: u32) -> Vec<u8> {
+    fn header(etype: EventType, flags: u32, verdict: Verdict, rule: Rule) -> EventHeader {
+        EventHeader {
+            etype: etype as u32,
+            flags,
+            ktime_ns: 7,
+            cgroup_id: 1234,
+            pid: 42,
+            tid: 42,
+            sandbox_id: 9,
+            verdict: verdict as u32,
+            rule: rule as u32,
+        }
+    }
+
+    fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
+        // SAFETY: T is Pod: reading its bytes is defined.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn exec_bytes(filename: &[u8], filename_len: u32, argv: &[u8], flags: u32) -> Vec<u8> {
         let mut data = ExecData {
             filename: [0; FILENAME_LEN],
+            argv: [0; ARGV_LEN],
             filename_len,
+            argv_len: argv.len() as u32,
             old_pid: 41,
+            reserved: 0,
+            dev: 8 << 20,
+            ino: 77,
             comm: [0; COMM_LEN],
         };
         data.filename[..filename.len()].copy_from_slice(filename);
+        data.argv[..argv.len()].copy_from_slice(argv);
         data.comm[..4].copy_from_slice(b"true");
         let event: ExecEvent = Event {
-            header: EventHeader {
-                etype: EventType::Exec as u32,
-                flags,
-                ktime_ns: 7,
-                cgroup_id: 1234,
-                pid: 42,
-                tid: 42,
-                sandbox_id: 9,
-            },
+            header: header(EventType::Exec, flags, Verdict::Allow, Rule::None),
             data,
         };
-        // SAFETY: ExecEvent is Pod: reading its bytes is defined.
-        unsafe {
-            std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<ExecEvent>())
-        }
-        .to_vec()
+        let mut bytes = bytes_of(&event.header);
+        bytes.extend(bytes_of(&event.data));
+        bytes
     }
 
     #[test]
     fn exec_record_round_trips() {
         // The probe's length includes the NUL, as bpf_probe_read_kernel_str returns it.
-        let bytes = exec_bytes(b"/bin/true\0", 10, 0);
-        let ProbeEvent::Exec(rec) = parse_record(&bytes).unwrap();
+        let bytes = exec_bytes(b"/bin/true\0", 10, b"true\0--version\0", 0);
+        let ProbeEvent::Exec(rec) = parse_record(&bytes).unwrap() else {
+            panic!("not an exec record");
+        };
         assert_eq!(rec.filename, PathBuf::from("/bin/true"));
+        assert_eq!(rec.argv, ["true", "--version"]);
         assert_eq!(rec.comm, "true");
+        assert_eq!((rec.dev, rec.ino), (8 << 20, 77));
         assert_eq!(rec.header.pid, 42);
-        assert_eq!(rec.header.cgroup_id, 1234);
         assert_eq!(rec.header.sandbox_id, 9);
         assert_eq!(rec.old_pid, 41);
-        assert!(!rec.truncated && !rec.killed);
+        assert!(!rec.truncated && !rec.argv_truncated);
     }
 
     #[test]
-    fn flags_are_decoded() {
-        let bytes = exec_bytes(b"/x\0", 3, FLAG_TRUNCATED | FLAG_KILLED);
-        let ProbeEvent::Exec(rec) = parse_record(&bytes).unwrap();
-        assert!(rec.truncated && rec.killed);
+    fn flags_and_empty_argv_are_decoded() {
+        let bytes = exec_bytes(b"/x\0", 3, b"", FLAG_TRUNCATED | FLAG_KILL_SANDBOX);
+        let event = parse_record(&bytes).unwrap();
+        assert!(event.kills_sandbox());
+        let ProbeEvent::Exec(rec) = event else {
+            panic!("not an exec record");
+        };
+        assert!(rec.truncated);
+        assert!(rec.argv.is_empty());
     }
 
     #[test]
     fn a_length_past_the_buffer_is_clamped() {
-        let bytes = exec_bytes(b"/a", u32::MAX, 0);
-        let ProbeEvent::Exec(rec) = parse_record(&bytes).unwrap();
+        let bytes = exec_bytes(b"/a", u32::MAX, b"a", 0);
+        let ProbeEvent::Exec(rec) = parse_record(&bytes).unwrap() else {
+            panic!("not an exec record");
+        };
         assert_eq!(rec.filename, PathBuf::from("/a"));
     }
 
     #[test]
+    fn net_records_decode_addresses() {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let event = NetEvent {
+            header: header(EventType::Connect, 0, Verdict::Deny, Rule::NetworkConnect),
+            data: NetData {
+                addr,
+                port: 8080,
+                family: 2,
+                sock_type: 1,
+                protocol: 6,
+                reserved: [0; 2],
+            },
+        };
+        let mut bytes = bytes_of(&event.header);
+        bytes.extend(bytes_of(&event.data));
+        let parsed = parse_record(&bytes).unwrap();
+        assert_eq!(parsed.verdict(), Verdict::Deny);
+        assert_eq!(parsed.rule(), Rule::NetworkConnect);
+        let ProbeEvent::Net(rec) = parsed else {
+            panic!("not a net record");
+        };
+        assert_eq!(rec.op, NetOp::Connect);
+        assert_eq!(rec.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(rec.protocol_name(), "tcp");
+
+        let v6 = NetEvent {
+            header: header(EventType::Send, FLAG_V4_MAPPED, Verdict::Allow, Rule::None),
+            data: NetData {
+                addr: Ipv6Addr::LOCALHOST.octets(),
+                port: 53,
+                family: 10,
+                sock_type: 2,
+                protocol: 17,
+                reserved: [0; 2],
+            },
+        };
+        let mut bytes = bytes_of(&v6.header);
+        bytes.extend(bytes_of(&v6.data));
+        let ProbeEvent::Net(rec) = parse_record(&bytes).unwrap() else {
+            panic!("not a net record");
+        };
+        assert_eq!(rec.op, NetOp::Send);
+        assert_eq!(rec.addr, "[::1]:53".parse().unwrap());
+        assert!(rec.v4_mapped);
+        assert_eq!(rec.protocol_name(), "udp");
+    }
+
+    #[test]
     fn short_and_unknown_records_are_errors() {
-        let bytes = exec_bytes(b"/bin/true\0", 10, 0);
+        let bytes = exec_bytes(b"/bin/true\0", 10, b"", 0);
         assert!(matches!(
             parse_record(&bytes[..20]),
-            Err(EventError::TooShort { len: 20, need: 40 })
+            Err(EventError::TooShort { len: 20, need: 48 })
         ));
         assert!(matches!(
             parse_record(&bytes[..100]),

@@ -1,15 +1,26 @@
-//! Loading the embedded probe object and attaching the exec probe.
+//! Loading the embedded probe object once per host and sharing it through bpffs pins.
+//!
+//! The first `guard exec` after boot (or after `guard unload`) loads the object, attaches the
+//! exec tracepoint and the network hooks, and pins maps and links under a stamped directory
+//! ([`super::pins`]); every later one only opens the pinned maps and writes its sandbox's
+//! entries (warm start). Loading happens under a lock so two cold starts cannot attach twice,
+//! and into a temporary directory renamed into place, so a half-loaded set is never used.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
 
-use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::{CgroupAttachMode, FdLink};
+use aya::programs::{CgroupSockAddr, TracePoint};
+use aya::{Ebpf, EbpfLoader};
 use guard_common::event::PROBE_ERROR_COUNT;
-use guard_common::{SandboxPolicy, names};
+use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules};
+use guard_common::{SandboxPolicy, SandboxState, names};
 
 use super::events::{EventError, ProbeEvent, parse_record};
+use super::pins::{self, LoadLock};
 use super::{EbpfError, tracefs};
+use crate::host::btf::Btf;
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
@@ -19,110 +30,100 @@ pub fn object_bytes() -> &'static [u8] {
     OBJECT
 }
 
-/// The loaded, attached probes and their maps.
-///
-/// Dropping it detaches the programs and closes the maps.
+/// The cgroup `sock_addr` programs attached below guard's cgroup.
+const NETWORK_PROGRAMS: [&str; 6] = [
+    names::CONNECT4,
+    names::CONNECT6,
+    names::SENDMSG4,
+    names::SENDMSG6,
+    names::BIND4,
+    names::BIND6,
+];
+
+/// The maps a sandbox writes its entries into.
+const SHARED_MAPS: [&str; 7] = [
+    names::SANDBOXES,
+    names::SANDBOX_STATE,
+    names::NET4,
+    names::NET6,
+    names::EXEC_ALLOW,
+    names::EVENT_RINGS,
+    names::PROBE_ERRORS,
+];
+
+/// How this process got the probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Loaded, attached and pinned them.
+    Cold,
+    /// Opened the pins another guard left.
+    Warm,
+}
+
+/// Handles to the shared maps of the pinned probes.
 pub struct Probes {
-    // Owns the programs and their links; kept alive for as long as the probes should run.
-    _ebpf: Ebpf,
-    events: RingBuf<MapData>,
-    sandboxes: HashMap<MapData, u64, SandboxPolicy>,
+    pub start: Start,
+    pub pin_dir: PathBuf,
+    pub(super) sandboxes: HashMap<MapData, u64, SandboxPolicy>,
+    pub(super) state: HashMap<MapData, u64, SandboxState>,
+    pub(super) net4: LpmTrie<MapData, Net4Key, PortRules>,
+    pub(super) net6: LpmTrie<MapData, Net6Key, PortRules>,
+    pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
+    pub(super) rings: HashOfMaps<MapData, u64, RingBuf<MapData>>,
     errors: PerCpuArray<MapData, u64>,
 }
 
-/// Failure counters of the probes' steps (summed over CPUs), see
+/// Failure counters of the probes' steps (summed over CPUs and sandboxes), see
 /// `guard_common::event::ProbeError`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProbeErrorCounts {
     pub ring_buf_full: u64,
     pub read_tracepoint: u64,
     pub send_signal: u64,
+    pub read_kernel: u64,
+    pub no_offsets: u64,
+    pub no_ring: u64,
 }
 
 impl Probes {
-    /// Loads the probe object and attaches the `sched/sched_process_exec` probe. No cgroup is
-    /// watched until [`Probes::watch_cgroup`].
+    /// Opens the probes pinned for this object and `guard_cgroup` (the cgroup2 directory every
+    /// sandbox cgroup is created in), loading and pinning them first if they are not there.
     ///
-    /// Needs root (CAP_BPF and CAP_PERFMON); mounts tracefs when it is missing.
+    /// Needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs/tracefs).
     ///
     /// # Minimum kernel version
     ///
-    /// The minimum kernel version required to use this feature is 5.8 (ring buffer).
-    pub fn load() -> Result<Self, EbpfError> {
-        let mut ebpf = Ebpf::load(OBJECT).map_err(EbpfError::LoadObject)?;
-
-        let name = names::EXEC_TRACEPOINT;
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(EbpfError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| EbpfError::ProgramType { name, source })?;
-        program
-            .load()
-            .map_err(|source| EbpfError::LoadProgram { name, source })?;
-        tracefs::ensure_mounted()?;
-        program
-            .attach("sched", "sched_process_exec")
-            .map_err(|source| EbpfError::AttachProgram { name, source })?;
-
-        let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
-            EbpfError::MapType {
-                name: names::EVENTS,
-                source,
-            }
-        })?;
-        let sandboxes =
-            HashMap::try_from(take_map(&mut ebpf, names::SANDBOXES)?).map_err(|source| {
-                EbpfError::MapType {
-                    name: names::SANDBOXES,
-                    source,
-                }
-            })?;
-        let errors =
-            PerCpuArray::try_from(take_map(&mut ebpf, names::PROBE_ERRORS)?).map_err(|source| {
-                EbpfError::MapType {
-                    name: names::PROBE_ERRORS,
-                    source,
-                }
-            })?;
-        Ok(Self {
-            _ebpf: ebpf,
-            events,
-            sandboxes,
-            errors,
-        })
-    }
-
-    /// Starts watching the cgroup with v2 id `cgroup_id` (see [`super::cgroup_id`]).
-    pub fn watch_cgroup(&mut self, cgroup_id: u64, policy: SandboxPolicy) -> Result<(), EbpfError> {
-        self.sandboxes
-            .insert(cgroup_id, policy, 0)
-            .map_err(|source| EbpfError::WatchCgroup { cgroup_id, source })
-    }
-
-    /// Stops watching `cgroup_id`. Not an error when it was not watched.
-    pub fn unwatch_cgroup(&mut self, cgroup_id: u64) -> Result<(), EbpfError> {
-        match self.sandboxes.remove(&cgroup_id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(EbpfError::UnwatchCgroup { cgroup_id, source }),
+    /// 5.9 (ring buffers as inner maps; BPF links for cgroups 5.7, for perf events 5.15 —
+    /// older kernels fail here and the profile decides whether that is acceptable).
+    pub fn open_or_load(guard_cgroup: &Path) -> Result<Self, EbpfError> {
+        let guard_cgroup_id = super::cgroup_id(guard_cgroup)?;
+        let dir = pins::pin_dir(OBJECT, guard_cgroup_id);
+        if let Ok(probes) = Self::open(&dir, Start::Warm) {
+            return Ok(probes);
         }
+        pins::ensure_bpffs()?;
+        let _lock = LoadLock::acquire()?;
+        // Another guard may have finished loading while this one waited for the lock.
+        if let Ok(probes) = Self::open(&dir, Start::Warm) {
+            return Ok(probes);
+        }
+        load_and_pin(&dir, guard_cgroup)?;
+        Self::open(&dir, Start::Cold)
     }
 
-    /// The next record in the ring buffer, or `None` when it is empty right now. Never blocks:
-    /// wait for [`Probes::events_fd`] to be readable (poll/epoll) between drains.
-    pub fn next_event(&mut self) -> Option<Result<ProbeEvent, EventError>> {
-        let item = self.events.next()?;
-        Some(parse_record(&item))
-    }
-
-    /// Every record available now, without blocking.
-    pub fn drain_events(&mut self) -> Vec<Result<ProbeEvent, EventError>> {
-        std::iter::from_fn(|| self.next_event()).collect()
-    }
-
-    /// The ring buffer's fd: readable (POLLIN) when records are waiting.
-    pub fn events_fd(&self) -> RawFd {
-        self.events.as_raw_fd()
+    /// Opens the pinned maps in `dir`.
+    fn open(dir: &Path, start: Start) -> Result<Self, EbpfError> {
+        Ok(Self {
+            start,
+            pin_dir: dir.to_path_buf(),
+            sandboxes: open_pinned(dir, names::SANDBOXES)?,
+            state: open_pinned(dir, names::SANDBOX_STATE)?,
+            net4: open_pinned(dir, names::NET4)?,
+            net6: open_pinned(dir, names::NET6)?,
+            exec_allow: open_pinned(dir, names::EXEC_ALLOW)?,
+            rings: open_pinned(dir, names::EVENT_RINGS)?,
+            errors: open_pinned(dir, names::PROBE_ERRORS)?,
+        })
     }
 
     /// The failure counters of the probes, summed over CPUs.
@@ -135,21 +136,194 @@ impl Probes {
                 .map_err(EbpfError::ReadErrorCounters)?;
             *sum = per_cpu.iter().sum();
         }
-        let [ring_buf_full, read_tracepoint, send_signal] = sums;
+        let [
+            ring_buf_full,
+            read_tracepoint,
+            send_signal,
+            read_kernel,
+            no_offsets,
+            no_ring,
+        ] = sums;
         Ok(ProbeErrorCounts {
             ring_buf_full,
             read_tracepoint,
             send_signal,
+            read_kernel,
+            no_offsets,
+            no_ring,
         })
     }
-}
 
-impl AsFd for Probes {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.events.as_fd()
+    /// The cgroup ids that have a policy in the probes (live or left by a guard that died).
+    pub fn watched_cgroups(&self) -> Vec<u64> {
+        self.sandboxes.keys().filter_map(Result::ok).collect()
     }
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfError> {
-    ebpf.take_map(name).ok_or(EbpfError::MissingMap(name))
+/// Opens the map pinned as `dir/name` as the typed map `T`.
+fn open_pinned<T>(dir: &Path, name: &'static str) -> Result<T, EbpfError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| EbpfError::OpenPin {
+        path: path.clone(),
+        source,
+    })?;
+    let map = Map::from_map_data(data).map_err(|source| EbpfError::MapType { name, source })?;
+    T::try_from(map).map_err(|source| EbpfError::MapType { name, source })
+}
+
+/// Loads the object, attaches every probe and pins maps and links into `dir`.
+fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
+    let offsets = Btf::vmlinux()
+        .and_then(|btf| btf.kernel_offsets())
+        .map_err(EbpfError::Btf)?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::KERNEL_OFFSETS, &offsets, true)
+        .load(OBJECT)
+        .map_err(EbpfError::LoadObject)?;
+
+    // bpffs refuses names with a dot in them.
+    let staging = PathBuf::from(format!("{}-loading-{}", dir.display(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = attach_and_pin(&mut ebpf, &staging, guard_cgroup).and_then(|()| {
+        std::fs::rename(&staging, dir).map_err(|source| EbpfError::Pin {
+            path: dir.to_path_buf(),
+            source,
+        })
+    });
+    if result.is_err() {
+        // Unpinning what was pinned detaches it again once this process drops its handles.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
+    std::fs::create_dir_all(staging).map_err(|source| EbpfError::Pin {
+        path: staging.to_path_buf(),
+        source,
+    })?;
+    let pin_err = |path: PathBuf| {
+        move |source: aya::pin::PinError| EbpfError::Pin {
+            path,
+            source: std::io::Error::other(source.to_string()),
+        }
+    };
+    for name in SHARED_MAPS {
+        let path = staging.join(name);
+        ebpf.map(name)
+            .ok_or(EbpfError::MissingMap(name))?
+            .pin(&path)
+            .map_err(pin_err(path.clone()))?;
+    }
+
+    // The exec tracepoint: global, it filters by the SANDBOXES map itself.
+    tracefs::ensure_mounted()?;
+    let name = names::EXEC_TRACEPOINT;
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| EbpfError::ProgramType { name, source })?;
+    program
+        .load()
+        .map_err(|source| EbpfError::LoadProgram { name, source })?;
+    let link_id = program
+        .attach("sched", "sched_process_exec")
+        .map_err(|source| EbpfError::AttachProgram { name, source })?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| EbpfError::AttachProgram { name, source })?;
+    pin_link(link, name, staging)?;
+
+    // The network hooks: attached to guard's cgroup, so they run for sockets of sandboxes only.
+    let cgroup = std::fs::File::open(guard_cgroup).map_err(|source| EbpfError::CgroupId {
+        path: guard_cgroup.to_path_buf(),
+        source,
+    })?;
+    for name in NETWORK_PROGRAMS {
+        let program: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| EbpfError::ProgramType { name, source })?;
+        program
+            .load()
+            .map_err(|source| EbpfError::LoadProgram { name, source })?;
+        // A BPF link (what aya creates on 5.7+) must be attached without flags; the kernel
+        // always lets links coexist with other programs on the cgroup, so guard's hooks never
+        // displace anyone else's.
+        let link_id = program
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(|source| EbpfError::AttachProgram { name, source })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| EbpfError::AttachProgram { name, source })?;
+        pin_link(link, name, staging)?;
+    }
+    Ok(())
+}
+
+/// Pins the link of program `name` as `staging/link_<name>`: the pin keeps it attached after
+/// this process exits.
+fn pin_link<L>(link: L, name: &'static str, staging: &Path) -> Result<(), EbpfError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    let link = FdLink::try_from(link).map_err(|source| EbpfError::LinkPin {
+        name,
+        source: Box::new(source),
+    })?;
+    let path = staging.join(format!("link_{name}"));
+    link.pin(&path).map_err(|source| EbpfError::Pin {
+        path,
+        source: std::io::Error::other(source.to_string()),
+    })?;
+    Ok(())
+}
+
+/// One sandbox's ring buffer: created by its supervisor, registered in `EVENT_RINGS` under the
+/// sandbox's cgroup id, read only by that supervisor.
+pub struct EventRing {
+    ring: RingBuf<MapData>,
+}
+
+impl EventRing {
+    /// A new, empty ring of the size the probes' template expects.
+    pub fn create() -> Result<Self, EbpfError> {
+        let obj = aya_obj::Map::new_from_params(
+            aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
+            0,
+            0,
+            names::EVENT_RING_BYTES,
+            0,
+        );
+        let data = MapData::create(obj, "guard_events", None).map_err(EbpfError::CreateRing)?;
+        let ring = RingBuf::try_from(Map::RingBuf(data)).map_err(EbpfError::CreateRing)?;
+        Ok(Self { ring })
+    }
+
+    pub(super) fn ring(&self) -> &RingBuf<MapData> {
+        &self.ring
+    }
+
+    /// The next record, or `None` when the ring is empty right now. Never blocks.
+    pub fn next_event(&mut self) -> Option<Result<ProbeEvent, EventError>> {
+        let item = self.ring.next()?;
+        Some(parse_record(&item))
+    }
+
+    /// The ring's fd: readable (POLLIN) when records are waiting.
+    pub fn raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+impl AsFd for EventRing {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.ring.as_fd()
+    }
 }

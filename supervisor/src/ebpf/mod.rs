@@ -1,19 +1,23 @@
-//! Loading the embedded eBPF object, attaching the probes and reading their events.
-//!
-//! [`Probes`] owns the loaded object: dropping it detaches every program and frees the maps, so
-//! nothing of guard's stays in the kernel after the supervisor ends. [`events`] turns ring buffer
-//! records into typed [`ProbeEvent`]s; [`tracefs`] makes the tracepoint ids readable.
+//! guard's eBPF probes from userspace: loading them once per host and sharing them through
+//! bpffs ([`loader`], [`pins`]), turning a plan into map entries ([`rules`]), registering one
+//! sandbox ([`sandbox`]), reading its records ([`events`]) and removing everything
+//! ([`unload`]). [`tracefs`] makes the tracepoint ids readable.
 
 pub mod events;
 pub mod loader;
+pub mod pins;
+pub mod rules;
+pub mod sandbox;
 pub mod tracefs;
+pub mod unload;
 
 use std::path::{Path, PathBuf};
 
-pub use events::{EventError, ExecRecord, ProbeEvent};
+pub use events::{EventError, ExecRecord, NetOp, NetRecord, ProbeEvent};
 pub use guard_common::SandboxPolicy;
 pub use guard_common::policy::POLICY_REPORT_EXEC;
-pub use loader::{Probes, object_bytes};
+pub use loader::{EventRing, Probes, Start, object_bytes};
+pub use sandbox::{RegisteredSandbox, SandboxEntries};
 
 /// Everything that can fail while loading the probes or talking to their maps, named after the
 /// step that failed.
@@ -55,14 +59,42 @@ pub enum EbpfError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot add cgroup {cgroup_id} to the watched sandboxes")]
-    WatchCgroup {
+    #[error("cannot read the kernel's BTF for the exec probe's struct offsets")]
+    Btf(#[source] crate::host::btf::BtfError),
+    #[error("cannot pin {path} in bpffs")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open pinned map {path}")]
+    OpenPin {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot turn the link of {name} into a pinnable link")]
+    LinkPin {
+        name: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot take the probe load lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the sandbox's event ring buffer")]
+    CreateRing(#[source] aya::maps::MapError),
+    #[error("cannot write the policy of cgroup {cgroup_id} into the probes' maps")]
+    WriteEntry {
         cgroup_id: u64,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot remove cgroup {cgroup_id} from the watched sandboxes")]
-    UnwatchCgroup {
+    #[error("cannot remove the policy of cgroup {cgroup_id} from the probes' maps")]
+    RemoveEntry {
         cgroup_id: u64,
         #[source]
         source: aya::maps::MapError,

@@ -66,16 +66,21 @@ pub enum Weakening {
     /// execute right only: a readable file can still be run through the dynamic loader, and
     /// `process.exec` and `execs_per_minute` are not enforced.
     EbpfExec,
+    /// `ebpf.unix`: `network.unix` socket paths not checked by path (no probe for unix
+    /// connects yet); with the paths listed, AF_UNIX sockets are allowed and reach any socket
+    /// the file rules let the tool see.
+    EbpfUnix,
 }
 
 impl Weakening {
     /// Every weakening, with the spelling used in profiles.
-    pub const ALL: [(Weakening, &'static str); 5] = [
+    pub const ALL: [(Weakening, &'static str); 6] = [
         (Weakening::LandlockNet, "landlock.net"),
         (Weakening::LandlockScope, "landlock.scope"),
         (Weakening::BpfLsm, "bpf.lsm"),
         (Weakening::EbpfNetwork, "ebpf.network"),
         (Weakening::EbpfExec, "ebpf.exec"),
+        (Weakening::EbpfUnix, "ebpf.unix"),
     ];
 
     /// The spelling used in profiles (`allow_weaker = ["landlock.net"]`).
@@ -86,6 +91,7 @@ impl Weakening {
             Weakening::BpfLsm => "bpf.lsm",
             Weakening::EbpfNetwork => "ebpf.network",
             Weakening::EbpfExec => "ebpf.exec",
+            Weakening::EbpfUnix => "ebpf.unix",
         }
     }
 

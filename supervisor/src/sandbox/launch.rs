@@ -16,6 +16,8 @@ use super::child::{self, ChildSetup};
 use super::coverage;
 use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock::{self as sandbox_landlock, LandlockGap};
+use super::monitor::ProbeFeed;
+use super::probes::{self, AttachError, AttachedProbes};
 use super::program::{self, ProgramError};
 use super::seccomp;
 use super::sentinel::{Sentinel, SentinelError};
@@ -43,6 +45,8 @@ pub enum LaunchError {
     Landlock(#[from] sandbox_landlock::LandlockError),
     #[error("refusing to run with less protection than the profile asks for: {}", .0.join("; "))]
     Unenforceable(Vec<String>),
+    #[error("the profile's network rules cannot be enforced: {0}")]
+    Policy(String),
     #[error("compiling the seccomp filter")]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("opening the audit log")]
@@ -116,8 +120,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             .filter(|gap| !gap.accepted_by(plan))
             .cloned()
             .collect();
-        let mut refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        refused.extend(coverage::refused_gaps(plan).iter().map(ToString::to_string));
+        let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
         if !refused.is_empty() {
             return Err(LaunchError::Unenforceable(refused));
         }
@@ -147,27 +150,40 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
 
-    // 5. A sentinel outside the cgroup ends the sandbox if guard itself is killed.
+    // 5. The sandbox's policy into the eBPF probes (loaded and pinned by the first guard that
+    //    needs them), keyed by the cgroup's id, before anything runs in it. Probes that cannot
+    //    be used on this host are gaps the profile must accept by name, or nothing runs.
+    let mut probes = match attach_probes(plan, cgroup.as_ref()) {
+        Ok(probes) => probes,
+        Err(err) => {
+            let _ = cgroup.remove();
+            return Err(err);
+        }
+    };
+
+    // 6. A sentinel outside the cgroup ends the sandbox if guard itself is killed.
     let sentinel = match Sentinel::spawn(&sandbox_id, cgroup.as_ref()) {
         Ok(sentinel) => sentinel,
         Err(err) => {
             let _ = cgroup.remove();
+            release_probes(probes);
             return Err(err.into());
         }
     };
 
-    // 6. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
+    // 7. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
     //    and make guard non-dumpable so the tool cannot read its memory or environment via /proc.
     let signals = match supervise::block_signals() {
         Ok(signals) => signals,
         Err(err) => {
             let _ = cgroup.remove();
+            release_probes(probes);
             return Err(err.into());
         }
     };
     make_undumpable();
 
-    // 7. Everything the child touches, prepared before fork.
+    // 8. Everything the child touches, prepared before fork.
     let env_pairs: Vec<OsString> = plan
         .identity
         .env
@@ -203,13 +219,14 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         supervisor_pid: nix::unistd::getpid().as_raw(),
     };
 
-    // 8. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
+    // 9. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
     // SAFETY: the child only runs `child::run`, which uses raw syscalls on prepared memory.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe { child::run(&setup) },
         Ok(ForkResult::Parent { child }) => child,
         Err(err) => {
             let _ = cgroup.remove();
+            release_probes(probes);
             return Err(LaunchError::Fork(err));
         }
     };
@@ -217,21 +234,21 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     drop(report_write);
     drop(landlock);
 
-    // 9. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
+    // 10. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
     if let Err(err) = cgroup.add_task(child) {
-        abandon(child, cgroup.as_ref(), sentinel);
+        abandon(child, cgroup.as_ref(), sentinel, probes);
         return Err(err.into());
     }
     if let Err(err) = write_go(go_write) {
-        abandon(child, cgroup.as_ref(), sentinel);
+        abandon(child, cgroup.as_ref(), sentinel, probes);
         return Err(LaunchError::Release(err));
     }
 
-    // 10. The report pipe closes on a successful execve; a message means a failed step and the
-    //    command never ran.
+    // 11. The report pipe closes on a successful execve; a message means a failed step and the
+    //     command never ran.
     let exe = program.to_string_lossy().into_owned();
     if let Some(failure) = read_report(report_read) {
-        abandon(child, cgroup.as_ref(), sentinel);
+        abandon(child, cgroup.as_ref(), sentinel, probes);
         return Err(LaunchError::Child(failure));
     }
     let started = audit
@@ -246,9 +263,19 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
                 "mode": if enforce { "enforce" } else { "audit" },
                 "workdir": request.workdir,
                 "cgroup": cgroup.cgroup2_path(),
+                "cgroup_id": cgroup.cgroup2_id(),
+                "probes": match probes.as_ref().map(|p| p.start) {
+                    Some(crate::ebpf::Start::Cold) => "loaded",
+                    Some(crate::ebpf::Start::Warm) => "pinned",
+                    None => "none",
+                },
             }),
         )
         .and_then(|()| {
+            if probes.is_some() {
+                // The exec probe records the command's exec itself, with what the kernel ran.
+                return Ok(());
+            }
             audit.record(
                 AuditEvent::Exec,
                 child.as_raw(),
@@ -261,13 +288,18 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         });
     if let Err(err) = started {
         // No evidence, no run: the command dies before it does anything else.
-        abandon(child, cgroup.as_ref(), sentinel);
+        abandon(child, cgroup.as_ref(), sentinel, probes);
         return Err(err.into());
     }
 
-    // 11. Supervise: relay signals, enforce time limits, until the command ends. Then nothing of
-    //     the sandbox may survive it (double-forked daemons included): kill the whole cgroup.
-    let mut monitor = Monitor::new(cgroup.as_ref());
+    // 12. Supervise: relay signals, enforce time limits, turn probe records into audit records,
+    //     until the command ends. Then nothing of the sandbox may survive it (double-forked
+    //     daemons included): kill the whole cgroup, record what the probes saw until then, and
+    //     only then take its policy out of the probes.
+    let feed = probes
+        .as_mut()
+        .map(|p| ProbeFeed::new(&mut p.sandbox, &mut audit, &exe));
+    let mut monitor = Monitor::new(cgroup.as_ref(), feed);
     let ending = supervise::supervise(
         child,
         &signals,
@@ -278,6 +310,21 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         &mut monitor,
     );
     let cleanup = cgroup.kill_all();
+    supervise::Watcher::drain(&mut monitor);
+    let probe_report = monitor.into_feed().map(|feed| ProbeReport {
+        killed_for: feed.killed_for,
+        unprinted: feed.unprinted,
+        unreadable: feed.unreadable,
+    });
+    let mut lost_events = 0;
+    let unregistered = match probes {
+        Some(attached) if cleanup.is_ok() => {
+            lost_events = attached.sandbox.lost_events();
+            attached.sandbox.unregister()
+        }
+        // Processes may still run: their policy stays until the sentinel has killed them.
+        _ => Ok(()),
+    };
     let events = cgroup.events();
     let removed = cgroup.remove();
     if cleanup.is_ok() && removed.is_ok() {
@@ -297,9 +344,89 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         }
     }
 
-    // 12. Evidence and the contract's exit status.
+    if let Err(err) = unregistered {
+        eprintln!("guard: error: {}", error_chain(&err));
+    }
+
+    // 13. Evidence and the contract's exit status.
+    if let Some(report) = probe_report {
+        report_probes(&mut audit, child, &exe, &report, lost_events);
+    }
     let events = events.unwrap_or_default();
     Ok(report_ending(&mut audit, plan, child, &exe, ending, events))
+}
+
+/// What the probe feed saw, for the end of the run.
+struct ProbeReport {
+    killed_for: Option<String>,
+    unprinted: u32,
+    unreadable: u64,
+}
+
+/// Prints the violation kill line and the denials not printed, and records lost events: a
+/// record the probes could not deliver is never silent.
+fn report_probes(
+    audit: &mut AuditLog,
+    child: Pid,
+    exe: &str,
+    report: &ProbeReport,
+    lost_in_kernel: u64,
+) {
+    if let Some(line) = &report.killed_for {
+        eprintln!("{line}");
+    }
+    if report.unprinted > 0 {
+        eprintln!(
+            "guard: {} more denial(s) not shown here; the audit log has every one",
+            report.unprinted
+        );
+    }
+    let lost = lost_in_kernel + report.unreadable;
+    if lost > 0 {
+        eprintln!(
+            "guard: warning: {lost} probe record(s) were lost (ring buffer full or unreadable); \
+             the audit log is incomplete for this sandbox"
+        );
+        if let Err(err) = audit.record(
+            AuditEvent::Limit,
+            child.as_raw(),
+            exe,
+            Verdict::Allow,
+            Some("audit.lost_events"),
+            Enforcer::Ebpf,
+            json!({ "lost": lost, "lost_in_kernel": lost_in_kernel, "unreadable": report.unreadable }),
+        ) {
+            eprintln!("guard: error: writing the audit log: {}", error_chain(&err));
+        }
+    }
+}
+
+/// Step 5 of [`launch`]: the sandbox under the probes, or a gap the profile accepts.
+fn attach_probes(
+    plan: &Plan,
+    cgroup: &dyn CgroupManager,
+) -> Result<Option<AttachedProbes>, LaunchError> {
+    let (attached, status) = match probes::attach(plan, cgroup) {
+        Ok(attached) => (Some(attached), Ok(())),
+        Err(AttachError::Policy(message)) => return Err(LaunchError::Policy(message)),
+        Err(AttachError::Unavailable(err)) => (None, Err(error_chain(&err))),
+    };
+    let refused = coverage::refused_gaps(plan, status.as_ref().map(|_| ()).map_err(String::as_str));
+    if !refused.is_empty() {
+        if let Some(attached) = attached {
+            let _ = attached.sandbox.unregister();
+        }
+        return Err(LaunchError::Unenforceable(
+            refused.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    if let Err(why) = &status {
+        eprintln!(
+            "guard: warning: running without the eBPF probes ({why}); the profile accepts it \
+             (allow_weaker)"
+        );
+    }
+    Ok(attached)
 }
 
 /// Writes the limit and exit records, prints the kill line, and returns the exit status.
@@ -475,12 +602,28 @@ fn last_capability() -> u32 {
 }
 
 /// Kills a child that must not run, reaps it and removes its cgroup.
-fn abandon(child: Pid, cgroup: &dyn CgroupManager, sentinel: Sentinel) {
+fn abandon(
+    child: Pid,
+    cgroup: &dyn CgroupManager,
+    sentinel: Sentinel,
+    probes: Option<AttachedProbes>,
+) {
     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(child, None);
-    let _ = cgroup.kill_all();
+    if cgroup.kill_all().is_ok() {
+        release_probes(probes);
+    }
     let _ = cgroup.remove();
     sentinel.dismiss();
+}
+
+/// Takes the sandbox's policy out of the probes; only once nothing runs in its cgroup.
+fn release_probes(probes: Option<AttachedProbes>) {
+    if let Some(attached) = probes
+        && let Err(err) = attached.sandbox.unregister()
+    {
+        eprintln!("guard: error: {}", error_chain(&err));
+    }
 }
 
 fn write_go(go: OwnedFd) -> std::io::Result<()> {

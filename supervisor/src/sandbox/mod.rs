@@ -11,6 +11,8 @@ pub mod handshake;
 pub mod landlock;
 pub mod launch;
 mod monitor;
+mod probe_events;
+mod probes;
 pub mod program;
 pub mod seccomp;
 mod sentinel;

@@ -1,5 +1,5 @@
-//! The supervise loop's view of a running sandbox: its cgroup (CPU time, kill) and, once the
-//! probes are attached, their event ring buffer.
+//! The supervise loop's view of a running sandbox: its cgroup (CPU time, kill) and the
+//! sandbox's eBPF ring buffer, whose records become audit log records as they arrive.
 
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use super::cgroup::CgroupManager;
 use super::launch::error_chain;
+use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
+use crate::audit::{AuditLog, Enforcer, Verdict};
+use crate::ebpf::RegisteredSandbox;
 
 /// Watches one sandbox for [`super::supervise::supervise`].
 pub struct Monitor<'a> {
@@ -15,23 +18,126 @@ pub struct Monitor<'a> {
     /// `cpu.stat` of the sandbox's cgroup2 directory. cgroup2 keeps this core file in every
     /// directory, controllers or not, so it counts the whole sandbox on hybrid hosts too.
     cpu_stat: PathBuf,
+    feed: Option<ProbeFeed<'a>>,
+}
+
+/// The probes' records of one sandbox on their way to its audit log.
+pub struct ProbeFeed<'a> {
+    sandbox: &'a mut RegisteredSandbox,
+    audit: &'a mut AuditLog,
+    command_exe: String,
+    names: ExeNames,
+    /// Non-allow decisions said on stderr so far, and the ones only counted.
+    printed: u32,
+    pub unprinted: u32,
+    /// Records that could not be parsed (counted as lost).
+    pub unreadable: u64,
+    /// Set when a violation ended the whole sandbox: the `guard: killed` line's text.
+    pub killed_for: Option<String>,
+}
+
+impl<'a> ProbeFeed<'a> {
+    pub fn new(
+        sandbox: &'a mut RegisteredSandbox,
+        audit: &'a mut AuditLog,
+        command_exe: &str,
+    ) -> Self {
+        ProbeFeed {
+            sandbox,
+            audit,
+            command_exe: command_exe.to_owned(),
+            names: ExeNames::default(),
+            printed: 0,
+            unprinted: 0,
+            unreadable: 0,
+            killed_for: None,
+        }
+    }
 }
 
 impl<'a> Monitor<'a> {
-    pub fn new(cgroup: &'a dyn CgroupManager) -> Self {
+    pub fn new(cgroup: &'a dyn CgroupManager, feed: Option<ProbeFeed<'a>>) -> Self {
         Monitor {
             cgroup,
             cpu_stat: cgroup.cgroup2_path().join("cpu.stat"),
+            feed,
         }
+    }
+
+    /// The probe feed, for its counters once supervising ended.
+    pub fn into_feed(self) -> Option<ProbeFeed<'a>> {
+        self.feed
     }
 }
 
 impl Watcher for Monitor<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        Vec::new()
+        self.feed
+            .as_ref()
+            .map(|feed| vec![feed.sandbox.ring_fd()])
+            .unwrap_or_default()
     }
 
-    fn drain(&mut self) {}
+    fn drain(&mut self) {
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        while let Some(record) = feed.sandbox.ring().next_event() {
+            let event = match record {
+                Ok(event) => event,
+                Err(err) => {
+                    feed.unreadable += 1;
+                    eprintln!("guard: error: unreadable probe record: {err}");
+                    continue;
+                }
+            };
+            let decision = probe_events::decision(&event, &mut feed.names, &feed.command_exe);
+            if decision.verdict != Verdict::Allow && decision.verdict != Verdict::Audit {
+                let rule = decision.rule.unwrap_or("?");
+                if event.kills_sandbox() && feed.killed_for.is_none() {
+                    feed.killed_for = Some(format!(
+                        "guard: killed {} {}: {} (rule {rule}, on_violation = kill)",
+                        decision.pid, decision.exe, decision.summary
+                    ));
+                } else if feed.printed < STDERR_LINES {
+                    feed.printed += 1;
+                    let what = if decision.verdict == Verdict::Kill {
+                        "killed"
+                    } else {
+                        "denied"
+                    };
+                    eprintln!(
+                        "guard: {what} {} {}: {} (rule {rule})",
+                        decision.pid, decision.exe, decision.summary
+                    );
+                } else {
+                    feed.unprinted += 1;
+                }
+            }
+            let written = feed.audit.record(
+                decision.event,
+                decision.pid,
+                &decision.exe,
+                decision.verdict,
+                decision.rule,
+                Enforcer::Ebpf,
+                decision.detail,
+            );
+            if let Err(err) = written {
+                // No evidence, no run.
+                eprintln!(
+                    "guard: error: writing the audit log: {}; ending the sandbox",
+                    error_chain(&err)
+                );
+                let _ = self.cgroup.kill_all();
+            }
+            if event.kills_sandbox()
+                && let Err(err) = self.cgroup.kill_all()
+            {
+                eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
+            }
+        }
+    }
 
     fn cpu_used(&mut self) -> Option<Duration> {
         // Only asked when cpu_time is limited. Usage that cannot be read cannot be checked, so it

@@ -1,0 +1,79 @@
+//! `guard unload`: removes every pinned program, link and map of guard from the kernel.
+//!
+//! Refused while anything uses the probes (a running `guard exec`, its sentinel, the daemon):
+//! pulling them from under a sandbox would leave it unenforced. Unpinning is enough to unload:
+//! once no process holds a handle, the kernel detaches the links and frees programs and maps.
+
+use std::path::PathBuf;
+
+use super::EbpfError;
+use super::pins::{self, LoadLock, UsersLock};
+
+/// What `guard unload` did.
+#[derive(Debug, Default)]
+pub struct Unloaded {
+    /// The pin directories removed.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Why unloading did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UnloadError {
+    #[error("sandboxes are running (or guard processes still use the probes); stop them first")]
+    InUse,
+    #[error(transparent)]
+    Ebpf(#[from] EbpfError),
+    #[error("removing {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Removes all of guard's pins, unless the probes are in use.
+pub fn unload() -> Result<Unloaded, UnloadError> {
+    let _load = LoadLock::acquire()?;
+    let Some(_users) = UsersLock::try_exclusive()? else {
+        return Err(UnloadError::InUse);
+    };
+    let mut unloaded = Unloaded::default();
+    for dir in pins::all_pin_dirs() {
+        std::fs::remove_dir_all(&dir).map_err(|source| UnloadError::Remove {
+            path: dir.clone(),
+            source,
+        })?;
+        unloaded.removed.push(dir);
+    }
+    match std::fs::remove_dir(pins::PIN_ROOT) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(UnloadError::Remove {
+                path: PathBuf::from(pins::PIN_ROOT),
+                source,
+            });
+        }
+    }
+    Ok(unloaded)
+}
+
+/// Names of loaded BPF programs starting with `prefix` (after a short grace period: the kernel
+/// frees programs asynchronously once their last link and fd are gone).
+pub fn loaded_programs_named(prefix: &str) -> Vec<String> {
+    let list = || -> Vec<String> {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter_map(|info| info.name_as_str().map(str::to_owned))
+            .filter(|name| name.starts_with(prefix))
+            .collect()
+    };
+    for _ in 0..20 {
+        let names = list();
+        if names.is_empty() {
+            return names;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    list()
+}

@@ -1,0 +1,212 @@
+//! Turning the probes' records into audit log records and the lines guard prints on stderr.
+//!
+//! Every decision the probes make for the sandbox becomes one record (`enforcer = "ebpf"`):
+//! allowed execs, connects, binds and sends under their own event names, refused or audited
+//! ones as `violation` with the operation in `detail.op`. What is denied or killed is also said
+//! on stderr, the first [`STDERR_LINES`] times; the log has all of them.
+
+use std::collections::HashMap;
+
+use guard_common::{Rule, Verdict as ProbeVerdict};
+use serde_json::{Value, json};
+
+use crate::audit::{AuditEvent, Verdict};
+use crate::ebpf::{NetRecord, ProbeEvent};
+
+/// Denials printed on stderr before guard only counts them.
+pub const STDERR_LINES: u32 = 20;
+
+/// One probe record, ready for [`crate::audit::AuditLog::record`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub event: AuditEvent,
+    pub pid: i32,
+    pub exe: String,
+    pub verdict: Verdict,
+    pub rule: Option<&'static str>,
+    pub detail: Value,
+    /// For stderr when the verdict is not allow: what happened, in words.
+    pub summary: String,
+}
+
+/// The profile key behind a probe rule.
+pub fn rule_key(rule: Rule) -> Option<&'static str> {
+    match rule {
+        Rule::None => None,
+        Rule::NetworkConnect => Some("network.connect"),
+        Rule::NetworkBind => Some("network.bind"),
+        Rule::ProcessExec => Some("process.exec"),
+        Rule::ConnectsPerMinute => Some("limits.connects_per_minute"),
+        Rule::ExecsPerMinute => Some("limits.execs_per_minute"),
+        Rule::ProbeError => Some("ebpf.fail_closed"),
+    }
+}
+
+fn verdict(v: ProbeVerdict) -> Verdict {
+    match v {
+        ProbeVerdict::Allow => Verdict::Allow,
+        ProbeVerdict::Deny => Verdict::Deny,
+        ProbeVerdict::Kill => Verdict::Kill,
+        ProbeVerdict::Audit => Verdict::Audit,
+    }
+}
+
+/// Remembers which program each pid last executed, so network records (which carry only a
+/// pid) name the executable.
+#[derive(Debug, Default)]
+pub struct ExeNames {
+    by_pid: HashMap<u32, String>,
+}
+
+impl ExeNames {
+    fn name_of(&self, pid: u32, fallback: &str) -> String {
+        if let Some(name) = self.by_pid.get(&pid) {
+            return name.clone();
+        }
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| fallback.to_owned())
+    }
+}
+
+/// The audit record for `event`; `command_exe` names processes guard knows nothing else about.
+pub fn decision(event: &ProbeEvent, names: &mut ExeNames, command_exe: &str) -> Decision {
+    let header = event.header();
+    let verdict = verdict(event.verdict());
+    let rule = rule_key(event.rule());
+    match event {
+        ProbeEvent::Exec(exec) => {
+            let exe = exec.filename.to_string_lossy().into_owned();
+            names.by_pid.insert(header.pid, exe.clone());
+            let why = match event.rule() {
+                Rule::ExecsPerMinute => "over the exec rate limit",
+                Rule::ProbeError => "the exec could not be checked (failing closed)",
+                _ => "not in the exec allowlist",
+            };
+            Decision {
+                event: if verdict == Verdict::Allow {
+                    AuditEvent::Exec
+                } else {
+                    AuditEvent::Violation
+                },
+                pid: header.pid as i32,
+                exe: exe.clone(),
+                verdict,
+                rule,
+                detail: json!({
+                    "op": "exec",
+                    "path": exe,
+                    "argv": exec.argv,
+                    "argv_truncated": exec.argv_truncated,
+                    "dev": exec.dev,
+                    "ino": exec.ino,
+                    "old_pid": exec.old_pid,
+                }),
+                summary: format!("exec of {exe}: {why}"),
+            }
+        }
+        ProbeEvent::Net(net) => {
+            let exe = names.name_of(header.pid, command_exe);
+            let dst = destination(net);
+            let why = match event.rule() {
+                Rule::ConnectsPerMinute => "over the connect rate limit",
+                Rule::ProbeError => "not a live sandbox (failing closed)",
+                _ => "not allowed by the profile",
+            };
+            Decision {
+                event: if verdict == Verdict::Allow {
+                    match net.op {
+                        crate::ebpf::NetOp::Connect => AuditEvent::Connect,
+                        crate::ebpf::NetOp::Bind => AuditEvent::Bind,
+                        crate::ebpf::NetOp::Send => AuditEvent::Send,
+                    }
+                } else {
+                    AuditEvent::Violation
+                },
+                pid: header.pid as i32,
+                exe,
+                verdict,
+                rule,
+                detail: json!({
+                    "op": net.op.as_str(),
+                    "dst": dst,
+                    "protocol": net.protocol_name(),
+                    "ipv4_mapped": net.v4_mapped,
+                }),
+                summary: format!(
+                    "{} {} {dst}/{}: {why}",
+                    net.op.as_str(),
+                    if net.op == crate::ebpf::NetOp::Bind {
+                        "on"
+                    } else {
+                        "to"
+                    },
+                    net.protocol_name()
+                ),
+            }
+        }
+    }
+}
+
+fn destination(net: &NetRecord) -> String {
+    net.addr.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::{ExecRecord, NetOp};
+    use guard_common::{EventHeader, EventType};
+
+    fn header(etype: EventType, verdict: ProbeVerdict, rule: Rule) -> EventHeader {
+        EventHeader {
+            etype: etype as u32,
+            flags: 0,
+            ktime_ns: 0,
+            cgroup_id: 1,
+            pid: 7,
+            tid: 7,
+            sandbox_id: 1,
+            verdict: verdict as u32,
+            rule: rule as u32,
+        }
+    }
+
+    #[test]
+    fn a_denied_connect_is_a_violation_naming_exe_and_rule() {
+        let mut names = ExeNames::default();
+        let exec = ProbeEvent::Exec(ExecRecord {
+            header: header(EventType::Exec, ProbeVerdict::Allow, Rule::None),
+            filename: "/usr/bin/curl".into(),
+            truncated: false,
+            argv: vec!["curl".into(), "http://x".into()],
+            argv_truncated: false,
+            old_pid: 7,
+            dev: 1,
+            ino: 2,
+            comm: "curl".into(),
+        });
+        let d = decision(&exec, &mut names, "/bin/sh");
+        assert_eq!(d.event, AuditEvent::Exec);
+        assert_eq!(d.detail["argv"][1], "http://x");
+
+        let connect = ProbeEvent::Net(NetRecord {
+            header: header(EventType::Connect, ProbeVerdict::Deny, Rule::NetworkConnect),
+            op: NetOp::Connect,
+            addr: "127.0.0.1:9".parse().unwrap(),
+            sock_type: 1,
+            protocol: 6,
+            v4_mapped: false,
+        });
+        let d = decision(&connect, &mut names, "/bin/sh");
+        assert_eq!(d.event, AuditEvent::Violation);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.rule, Some("network.connect"));
+        assert_eq!(d.exe, "/usr/bin/curl");
+        assert_eq!(d.detail["dst"], "127.0.0.1:9");
+        assert_eq!(
+            d.summary,
+            "connect to 127.0.0.1:9/tcp: not allowed by the profile"
+        );
+    }
+}
