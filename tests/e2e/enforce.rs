@@ -580,6 +580,8 @@ fn a_finished_sandbox_leaves_nothing_in_the_probes() {
     let log = dir.path().join("audit.jsonl");
     let run = exec_logged(&p, &log, &["/usr/bin/true"]);
     assert_eq!(run.code(), 0, "{run}");
+    // Registering and removing the sandbox's entries is silent when all goes well.
+    assert!(run.stderr.is_empty(), "{run}");
     let records = records(&log);
     let start = records.first().expect("start record");
     let cgroup_id = start["detail"]["cgroup_id"].as_u64().expect("cgroup_id");

@@ -40,6 +40,9 @@ pub mod names {
     pub const SENDMSG6: &str = "guard_sendmsg6";
     pub const BIND4: &str = "guard_bind4";
     pub const BIND6: &str = "guard_bind6";
+    /// The BPF LSM exec hook (used where BPF LSM loads) and the hook it attaches to.
+    pub const LSM_BPRM_CHECK: &str = "guard_bprm_check";
+    pub const LSM_BPRM_CHECK_HOOK: &str = "bprm_check_security";
     /// `Array<u64>` of error counters, indexed by [`crate::event::ProbeError`].
     pub const PROBE_ERRORS: &str = "PROBE_ERRORS";
     /// `sched/sched_process_exec` tracepoint: exec events for watched cgroups.

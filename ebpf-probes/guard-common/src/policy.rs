@@ -150,8 +150,11 @@ pub struct KernelOffsets {
     pub sb_dev: u32,
     pub dentry_parent: u32,
     pub dentry_inode: u32,
+    /// `linux_binprm.file` (for the BPF LSM exec hook).
+    pub bprm_file: u32,
     /// Non-zero once userspace filled this in; the probe fails closed while it is zero.
     pub valid: u32,
+    pub reserved: u32,
 }
 
 const _: () = assert!(size_of::<SandboxPolicy>() == 24);
@@ -161,7 +164,7 @@ const _: () = assert!(size_of::<Net4Key>() == 16);
 const _: () = assert!(size_of::<Net6Key>() == 28);
 const _: () = assert!(size_of::<PortRules>() == 4 * MAX_PORT_RANGES + 4);
 const _: () = assert!(size_of::<ExecKey>() == 24);
-const _: () = assert!(size_of::<KernelOffsets>() == 48);
+const _: () = assert!(size_of::<KernelOffsets>() == 56);
 
 #[cfg(feature = "user")]
 mod pod {

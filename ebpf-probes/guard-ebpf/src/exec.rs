@@ -43,7 +43,7 @@ use crate::rate;
 
 /// Set by the loader (`EbpfLoader::set_global`) from `/sys/kernel/btf/vmlinux`.
 #[unsafe(no_mangle)]
-static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
+pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     task_mm: 0,
     mm_exe_file: 0,
     mm_arg_start: 0,
@@ -55,7 +55,9 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     sb_dev: 0,
     dentry_parent: 0,
     dentry_inode: 0,
+    bprm_file: 0,
     valid: 0,
+    reserved: 0,
 });
 
 // Field offsets from `events/sched/sched_process_exec/format`, stable since the tracepoint was
@@ -94,7 +96,7 @@ pub fn guard_sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 /// The executed file's identity.
-struct Exe {
+pub(crate) struct Exe {
     /// `struct file *` of `mm->exe_file`.
     file: u64,
     /// `struct mm_struct *` of the new image.
@@ -181,7 +183,7 @@ fn check_and_record(
 
 /// Reads a kernel value at `base + offset`.
 #[inline(always)]
-fn read_at<T>(base: u64, offset: u32) -> Result<T, ProbeError> {
+pub(crate) fn read_at<T>(base: u64, offset: u32) -> Result<T, ProbeError> {
     // SAFETY: bpf_probe_read_kernel copes with any address; a bad one is an error, not a fault.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }
         .map_err(|_| ProbeError::ReadKernel)
@@ -193,16 +195,27 @@ fn read_exe(off: &KernelOffsets) -> Result<Exe, ProbeError> {
     let task = unsafe { bpf_get_current_task() };
     let mm: u64 = read_at(task, off.task_mm)?;
     let file: u64 = read_at(mm, off.mm_exe_file)?;
+    let mut exe = file_identity(off, file)?;
+    exe.mm = mm;
+    if mm == 0 {
+        return Err(ProbeError::ReadKernel);
+    }
+    Ok(exe)
+}
+
+/// Device and inode of the `struct file *` at `file`.
+#[inline(always)]
+pub(crate) fn file_identity(off: &KernelOffsets, file: u64) -> Result<Exe, ProbeError> {
     let inode: u64 = read_at(file, off.file_inode)?;
     let ino: u64 = read_at(inode, off.inode_ino)?;
     let sb: u64 = read_at(inode, off.inode_sb)?;
     let dev: u32 = read_at(sb, off.sb_dev)?;
-    if mm == 0 || file == 0 || inode == 0 || sb == 0 {
+    if file == 0 || inode == 0 || sb == 0 {
         return Err(ProbeError::ReadKernel);
     }
     Ok(Exe {
         file,
-        mm,
+        mm: 0,
         dev: dev as u64,
         ino,
     })
@@ -211,7 +224,11 @@ fn read_exe(off: &KernelOffsets) -> Result<Exe, ProbeError> {
 /// Whether `exe` is an allowed file, or lies beneath an allowed directory (walking up at most
 /// `EXEC_TREE_DEPTH` levels, within its file system).
 #[inline(always)]
-fn exec_allowed(off: &KernelOffsets, cgroup_id: u64, exe: &Exe) -> Result<bool, ProbeError> {
+pub(crate) fn exec_allowed(
+    off: &KernelOffsets,
+    cgroup_id: u64,
+    exe: &Exe,
+) -> Result<bool, ProbeError> {
     let mut key = ExecKey {
         cgroup_id,
         dev: exe.dev,

@@ -7,6 +7,7 @@
 
 mod exec;
 mod features;
+mod lsm;
 mod maps;
 mod net;
 mod rate;

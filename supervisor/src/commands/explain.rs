@@ -321,12 +321,17 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             o,
             "  enforced by the eBPF tracepoint sched_process_exec: the executed file (device and inode) must be an allowed file or lie beneath an allowed directory, else the process is killed after exec, before its first instruction; the dynamic loader, a memfd or an fd run directly are checked as themselves"
         );
-        let lsm = if host.bpf.lsm.is_available() {
-            "BPF LSM loads here, but guard does not use bprm_check_security yet (it would deny with EPERM before the exec)"
+        if host.bpf.lsm.is_available() {
+            say!(
+                o,
+                "  and first by BPF LSM bprm_check_security: a forbidden exec fails with EPERM before it happens"
+            );
         } else {
-            "BPF LSM not available (bprm_check_security would deny with EPERM before the exec)"
-        };
-        say!(o, "  weaker: {lsm}; a forbidden exec is killed instead");
+            say!(
+                o,
+                "  weaker: BPF LSM not available (bprm_check_security would deny with EPERM before the exec); a forbidden exec is killed instead"
+            );
+        }
     } else {
         say!(
             o,
@@ -568,7 +573,7 @@ mod tests {
         assert!(!out.contains("can only be killed after exec"), "{out}");
         let with_lsm = explain(PROFILE, &host(7, true));
         assert!(
-            with_lsm.contains("BPF LSM loads here, but guard does not use bprm_check_security yet"),
+            with_lsm.contains("BPF LSM bprm_check_security: a forbidden exec fails with EPERM"),
             "{with_lsm}"
         );
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{CgroupSockAddr, TracePoint};
+use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use guard_common::event::PROBE_ERROR_COUNT;
 use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules};
@@ -263,7 +263,50 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
             .map_err(|source| EbpfError::AttachProgram { name, source })?;
         pin_link(link, name, staging)?;
     }
+
+    // BPF LSM, where this kernel allows it: refuses a forbidden exec with EPERM before it
+    // happens. Optional: the tracepoint above enforces by killing where LSM does not load.
+    if let Err(err) = attach_lsm(ebpf, staging) {
+        tracing_note(&format!("BPF LSM exec hook not used: {err}"));
+    }
     Ok(())
+}
+
+/// Loads, attaches and pins the BPF LSM exec hook.
+fn attach_lsm(ebpf: &mut Ebpf, staging: &Path) -> Result<(), EbpfError> {
+    let name = names::LSM_BPRM_CHECK;
+    let btf = aya::Btf::from_sys_fs().map_err(|source| EbpfError::LinkPin {
+        name,
+        source: Box::new(source),
+    })?;
+    let program: &mut Lsm = ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| EbpfError::ProgramType { name, source })?;
+    program
+        .load(names::LSM_BPRM_CHECK_HOOK, &btf)
+        .map_err(|source| EbpfError::LoadProgram { name, source })?;
+    let link_id = program
+        .attach()
+        .map_err(|source| EbpfError::AttachProgram { name, source })?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| EbpfError::AttachProgram { name, source })?;
+    pin_link(link, name, staging)
+}
+
+/// Whether the pinned probes in `dir` include the BPF LSM exec hook.
+pub fn lsm_attached(dir: &Path) -> bool {
+    dir.join(format!("link_{}", names::LSM_BPRM_CHECK)).exists()
+}
+
+/// A note for whoever debugs a host: guard has no logger in `guard exec` (its stderr belongs
+/// to the tool's user), so this goes to stderr only when GUARD_DEBUG is set.
+fn tracing_note(message: &str) {
+    if std::env::var_os("GUARD_DEBUG").is_some() {
+        eprintln!("guard: debug: {message}");
+    }
 }
 
 /// Pins the link of program `name` as `staging/link_<name>`: the pin keeps it attached after

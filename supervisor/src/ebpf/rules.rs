@@ -189,7 +189,7 @@ pub fn sandbox_policy(plan: &Plan, sandbox_id: u64) -> Result<SandboxPolicy, Rul
 /// The `EXEC_ALLOW` entries for the exec allowlist: each existing file by identity, each
 /// existing directory as a tree. Paths missing on this host are skipped, as Landlock does.
 pub fn exec_entries(cgroup_id: u64, allow: &[std::path::PathBuf]) -> Vec<(ExecKey, u32)> {
-    allow
+    let mut entries: Vec<(ExecKey, u32)> = allow
         .iter()
         .filter_map(|path| {
             let meta = std::fs::metadata(path).ok()?;
@@ -207,7 +207,18 @@ pub fn exec_entries(cgroup_id: u64, allow: &[std::path::PathBuf]) -> Vec<(ExecKe
                 kind,
             ))
         })
-        .collect()
+        .collect();
+    // `/bin` and `/usr/bin` are one directory on merged-/usr hosts: one entry, with both kinds
+    // if a path names it as a file and another as a tree.
+    entries.sort_by_key(|(key, _)| (key.dev, key.ino));
+    entries.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 |= later.1;
+        }
+        same
+    });
+    entries
 }
 
 /// The kernel's internal `dev_t` (`MKDEV`: major << 20 | minor) for a userspace `st_dev`, which
@@ -335,6 +346,12 @@ mod tests {
     }
 
     #[test]
+    fn one_directory_named_twice_is_one_entry() {
+        let entries = exec_entries(9, &["/usr/bin".into(), "/usr/bin/.".into()]);
+        assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
     fn kernel_dev_encoding() {
         // 8:1 (sda1) is st_dev 0x801 in userspace and (8 << 20) | 1 in the kernel.
         assert_eq!(kernel_dev(libc::makedev(8, 1)), (8 << 20) | 1);
@@ -348,8 +365,8 @@ mod tests {
             &["/usr/bin".into(), "/bin/sh".into(), "/no/such/file".into()],
         );
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].1, EXEC_ALLOW_TREE);
-        assert_eq!(entries[1].1, EXEC_ALLOW_FILE);
+        assert!(entries.iter().any(|(_, kind)| *kind == EXEC_ALLOW_TREE));
+        assert!(entries.iter().any(|(_, kind)| *kind == EXEC_ALLOW_FILE));
         assert!(entries.iter().all(|(k, _)| k.cgroup_id == 9));
     }
 }

@@ -121,6 +121,8 @@ impl RegisteredSandbox {
         let mut first_error = None;
         let mut note = |result: Result<(), MapError>| match result {
             Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(MapError::SyscallError(err))
+                if err.io_error.raw_os_error() == Some(libc::ENOENT) => {}
             Err(source) => {
                 first_error.get_or_insert(EbpfError::RemoveEntry { cgroup_id, source });
             }

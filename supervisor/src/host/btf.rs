@@ -215,7 +215,9 @@ impl Btf {
             sb_dev: self.offset_of("super_block", "s_dev")?,
             dentry_parent: self.offset_of("dentry", "d_parent")?,
             dentry_inode: self.offset_of("dentry", "d_inode")?,
+            bprm_file: self.offset_of("linux_binprm", "file")?,
             valid: 1,
+            reserved: 0,
         })
     }
 }

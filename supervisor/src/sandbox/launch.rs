@@ -264,6 +264,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
                 "workdir": request.workdir,
                 "cgroup": cgroup.cgroup2_path(),
                 "cgroup_id": cgroup.cgroup2_id(),
+                "bpf_lsm": probes
+                    .as_ref()
+                    .is_some_and(|p| crate::ebpf::loader::lsm_attached(&p.sandbox.probes().pin_dir)),
                 "probes": match probes.as_ref().map(|p| p.start) {
                     Some(crate::ebpf::Start::Cold) => "loaded",
                     Some(crate::ebpf::Start::Warm) => "pinned",

@@ -75,6 +75,20 @@ pub fn decision(event: &ProbeEvent, names: &mut ExeNames, command_exe: &str) -> 
     let verdict = verdict(event.verdict());
     let rule = rule_key(event.rule());
     match event {
+        ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => {
+            // Refused by the BPF LSM hook before the exec: the record has no file name, the
+            // process is still the one that tried.
+            let exe = names.name_of(header.pid, command_exe);
+            Decision {
+                event: AuditEvent::Violation,
+                pid: header.pid as i32,
+                exe: exe.clone(),
+                verdict,
+                rule,
+                detail: json!({ "op": "exec", "refused_before_exec": true }),
+                summary: "an exec refused before it happened: not in the exec allowlist".into(),
+            }
+        }
         ProbeEvent::Exec(exec) => {
             let exe = exec.filename.to_string_lossy().into_owned();
             names.by_pid.insert(header.pid, exe.clone());
