@@ -1,9 +1,12 @@
 //! cgroup `sock_addr` hooks: connect4/6, sendmsg4/6 (UDP without connect) and bind4/6.
 //!
 //! guard attaches them once, to its own cgroup (the parent of every sandbox cgroup), so they
-//! run only for sockets created inside a sandbox and never for the rest of the host. A socket
-//! whose cgroup is below guard's but not a registered sandbox is denied: it can only be a
-//! sandbox being torn down, and nothing there should reach the network.
+//! run only for sockets created inside a sandbox and never for the rest of the host. A cgroup
+//! these probes do not know is left alone: it belongs to another build of the probes attached
+//! beside these ones (after an upgrade, each set enforces the sandboxes it registered, and the
+//! kernel lets a connect through only if every attached program does). No process of guard's
+//! ever runs in an unregistered cgroup: the supervisor writes the policy before the first
+//! process enters and removes it only after the last one is dead.
 //!
 //! Returning 0 makes the syscall fail with EPERM before any packet is built; 1 lets it go on.
 //! These programs cannot send signals, so `on_violation.network = "kill"` is carried out by the
@@ -91,9 +94,8 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let target = read_target(ctx, family);
     let Some(policy) = SANDBOXES.get_ptr(cgroup_id) else {
-        // Below guard's cgroup but not a live sandbox: fail closed.
-        count_error(ProbeError::NoRing);
-        return DENY;
+        // Not registered with this build of the probes (see the module docs).
+        return ALLOW;
     };
     // SAFETY: a map value pointer from a successful lookup; copied at once.
     let policy = unsafe { *policy };

@@ -120,13 +120,27 @@ pub fn render(f: &HostFeatures, tracefs: Option<&PathBuf>, root: bool) -> String
     for line in meaning(f) {
         let _ = writeln!(out, "  {line}");
     }
-    // The host can load the probes; guard exec itself does not attach them yet. Saying so here
-    // keeps the doctor from promising enforcement a run would not get.
-    let _ = writeln!(
-        out,
-        "  note: guard exec does not attach the eBPF probes yet; profiles must accept that with \
-         allow_weaker = [\"ebpf.network\", \"ebpf.exec\"] (see `guard explain PROFILE`)"
-    );
+    // Whether guard's probes are loaded right now (pinned by an earlier guard exec).
+    let pinned = crate::ebpf::pins::all_pin_dirs();
+    if pinned.is_empty() {
+        let _ = writeln!(
+            out,
+            "  probes: not loaded now; the next guard exec loads and pins them under {}",
+            crate::ebpf::pins::PIN_ROOT
+        );
+    }
+    for dir in pinned {
+        let lsm = if crate::ebpf::loader::lsm_attached(&dir) {
+            "with"
+        } else {
+            "without"
+        };
+        let _ = writeln!(
+            out,
+            "  probes: pinned at {} ({lsm} the BPF LSM exec hook); `guard unload` removes them",
+            dir.display()
+        );
+    }
     out
 }
 

@@ -124,7 +124,7 @@ pub fn decision(event: &ProbeEvent, names: &mut ExeNames, command_exe: &str) -> 
             let dst = destination(net);
             let why = match event.rule() {
                 Rule::ConnectsPerMinute => "over the connect rate limit",
-                Rule::ProbeError => "not a live sandbox (failing closed)",
+                Rule::ProbeError => "the connect rate could not be counted (failing closed)",
                 _ => "not allowed by the profile",
             };
             Decision {
