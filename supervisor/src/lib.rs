@@ -3,9 +3,12 @@
 //! A TOML [`profile`] is compiled into a [`plan`] (pure code), which the [`sandbox`] applies to a
 //! child process through Landlock, seccomp, cgroups and identity changes, while the [`ebpf`]
 //! probes enforce network and exec policy in the kernel. [`host`] detects what this kernel offers.
+//! The [`daemon`] serves `guard exec` to callers that are not root, through the [`client`].
 
 pub mod audit;
+pub mod client;
 pub mod commands;
+pub mod daemon;
 pub mod ebpf;
 pub mod host;
 pub mod plan;

@@ -31,6 +31,23 @@ enum Command {
     Doctor,
     /// Remove guard's pinned eBPF probes from the kernel (refused while sandboxes run).
     Unload,
+    /// Serve `guard exec` to unprivileged callers (the systemd service).
+    Daemon {
+        /// The daemon's configuration file.
+        #[arg(long, default_value = guard::daemon::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// List the daemon's live sandboxes (your own; all of them as root).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill one of the daemon's sandboxes (an ID from `guard status`).
+    Stop { id: String },
+    /// The daemon's per-sandbox process; started by `guard daemon` only.
+    #[command(name = "daemon-worker", hide = true)]
+    DaemonWorker,
 }
 
 fn main() -> ExitCode {
@@ -52,5 +69,9 @@ fn main() -> ExitCode {
         Command::Explain { profile } => guard::commands::explain::run(&profile),
         Command::Doctor => guard::commands::doctor::run(),
         Command::Unload => guard::commands::unload::run(),
+        Command::Daemon { config } => guard::commands::daemon::run(&config),
+        Command::Status { json } => guard::commands::status::run(json),
+        Command::Stop { id } => guard::commands::stop::run(&id),
+        Command::DaemonWorker => guard::commands::worker::run(),
     }
 }

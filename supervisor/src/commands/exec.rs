@@ -2,14 +2,16 @@
 //!
 //! Wiring only: load and compile the profile, detect the host, hand over to
 //! [`crate::sandbox::launch::launch`], and turn every failure into the contract's exit status
-//! with one clear line on stderr.
+//! with one clear line on stderr. A caller that is not root is served by the daemon instead
+//! ([`crate::client`]); the daemon's worker comes back here through [`run_invocation`] with the
+//! caller's environment, directory and identity, so both paths behave the same.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::plan::{CompileContext, NixUserResolver, PlanError};
-use crate::plan::{Mode, Plan};
+use crate::plan::{Mode, Plan, UserIds};
 use crate::profile::{self, ExpandContext, Lookup, ProfileError};
 use crate::sandbox::exit::GUARD_FAILED;
 use crate::sandbox::launch::{LaunchRequest, error_chain, launch};
@@ -29,6 +31,9 @@ pub struct ExecArgs {
     /// Working directory of the command (and ${CWD} of the profile).
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// Run through the guard daemon even as root (non-root callers always do).
+    #[arg(long)]
+    pub daemon: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<OsString>,
@@ -41,9 +46,34 @@ pub enum ModeArg {
     Audit,
 }
 
+/// The identity a sandbox started by the daemon runs as: its caller's, as the kernel reported
+/// it on the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// One `guard exec`, wherever its inputs come from: the command line and guard's own process
+/// (local mode), or the caller's request handed to a daemon worker.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Profile NAME or PATH.
+    pub profile: String,
+    pub lookup: Lookup,
+    pub expand: ExpandContext,
+    /// The environment `process.env.keep` picks from.
+    pub parent_env: Vec<(OsString, OsString)>,
+    pub mode: Mode,
+    pub request: LaunchRequest,
+    /// `None`: as guard itself (with `process.user` when the profile sets it).
+    pub run_as: Option<RunAs>,
+}
+
 /// Why `guard exec` could not start the command.
 #[derive(Debug, thiserror::Error)]
-enum ExecError {
+pub enum ExecError {
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("working directory {0}: not a directory")]
@@ -60,37 +90,64 @@ enum ExecError {
         #[source]
         source: PlanError,
     },
+    #[error(
+        "profile {spec} sets process.user (uid {profile_uid}); the daemon runs sandboxes as their \
+         caller (uid {caller_uid}) and does not switch to another user"
+    )]
+    ForeignUser {
+        spec: String,
+        profile_uid: u32,
+        caller_uid: u32,
+    },
 }
 
 pub fn run(args: ExecArgs) -> ExitCode {
-    match prepare(&args) {
-        Ok((plan, request)) => {
-            match launch(&plan, &request, crate::host::landlock::abi_version()) {
-                Ok(code) => ExitCode::from(code),
-                Err(err) => {
-                    eprintln!("guard: {}", error_chain(&err));
-                    ExitCode::from(err.exit_code())
-                }
-            }
-        }
-        Err(ExecError::Profile {
-            source: ProfileError::Invalid(diagnostics),
-            ..
-        }) => {
-            // Diagnostics already read FILE:LINE:COL: key: message, one per line.
-            eprintln!("{diagnostics}");
-            eprintln!("guard: invalid profile; nothing was run");
-            ExitCode::from(GUARD_FAILED)
-        }
-        Err(err) => {
-            eprintln!("guard: {}", error_chain(&err));
-            ExitCode::from(GUARD_FAILED)
-        }
+    // Confinement needs root (cgroups, capabilities, eBPF); everyone else asks the daemon,
+    // which holds those rights and decides from the caller's kernel-verified identity.
+    if args.daemon || !nix::unistd::geteuid().is_root() {
+        return crate::client::exec(&args);
+    }
+    match invocation(&args) {
+        Ok(invocation) => run_invocation(&invocation),
+        Err(err) => report(err),
     }
 }
 
-/// Loads the profile and compiles it for this invocation.
-fn prepare(args: &ExecArgs) -> Result<(Plan, LaunchRequest), ExecError> {
+/// Runs one invocation to the end and returns the contract's exit status.
+pub fn run_invocation(invocation: &Invocation) -> ExitCode {
+    match prepare(invocation) {
+        Ok(plan) => match launch(
+            &plan,
+            &invocation.request,
+            crate::host::landlock::abi_version(),
+        ) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("guard: {}", error_chain(&err));
+                ExitCode::from(err.exit_code())
+            }
+        },
+        Err(err) => report(err),
+    }
+}
+
+fn report(err: ExecError) -> ExitCode {
+    match err {
+        ExecError::Profile {
+            source: ProfileError::Invalid(diagnostics),
+            ..
+        } => {
+            // Diagnostics already read FILE:LINE:COL: key: message, one per line.
+            eprintln!("{diagnostics}");
+            eprintln!("guard: invalid profile; nothing was run");
+        }
+        err => eprintln!("guard: {}", error_chain(&err)),
+    }
+    ExitCode::from(GUARD_FAILED)
+}
+
+/// A local invocation: the command line, guard's own environment and working directory.
+fn invocation(args: &ExecArgs) -> Result<Invocation, ExecError> {
     let mut expand = ExpandContext::from_process().map_err(ExecError::CurrentDir)?;
     if let Some(dir) = &args.workdir {
         let dir = expand.cwd.join(dir);
@@ -99,31 +156,70 @@ fn prepare(args: &ExecArgs) -> Result<(Plan, LaunchRequest), ExecError> {
         }
         expand.cwd = dir;
     }
-    let workdir = expand.cwd.clone();
-    let resolved =
-        profile::load(&args.profile, &Lookup::from_env()).map_err(|source| ExecError::Profile {
-            spec: args.profile.clone(),
-            source,
-        })?;
-    let ctx = CompileContext {
+    Ok(Invocation {
+        profile: args.profile.clone(),
+        lookup: Lookup::from_env(),
+        request: LaunchRequest {
+            command: args.command.clone(),
+            workdir: expand.cwd.clone(),
+            audit_log: args.audit_log.clone(),
+        },
         expand,
         parent_env: std::env::vars_os().collect(),
         mode: match args.mode {
             ModeArg::Enforce => Mode::Enforce,
             ModeArg::Audit => Mode::Audit,
         },
+        run_as: None,
+    })
+}
+
+/// Loads the profile and compiles it for this invocation.
+fn prepare(invocation: &Invocation) -> Result<Plan, ExecError> {
+    let spec = &invocation.profile;
+    let resolved =
+        profile::load(spec, &invocation.lookup).map_err(|source| ExecError::Profile {
+            spec: spec.clone(),
+            source,
+        })?;
+    let ctx = CompileContext {
+        expand: invocation.expand.clone(),
+        parent_env: invocation.parent_env.clone(),
+        mode: invocation.mode,
         users: &NixUserResolver,
     };
-    let plan = Plan::compile(&resolved, &ctx).map_err(|source| ExecError::Compile {
-        spec: args.profile.clone(),
+    let mut plan = Plan::compile(&resolved, &ctx).map_err(|source| ExecError::Compile {
+        spec: spec.clone(),
         source,
     })?;
-    Ok((
-        plan,
-        LaunchRequest {
-            command: args.command.clone(),
-            workdir,
-            audit_log: args.audit_log.clone(),
-        },
-    ))
+    if let Some(run_as) = &invocation.run_as {
+        run_as_caller(&mut plan, run_as, spec)?;
+    }
+    Ok(plan)
+}
+
+/// Makes the sandbox run as the daemon's caller. A root caller keeps local root behaviour
+/// (`process.user` or root). For anyone else the caller's ids always apply, and a profile that
+/// asks for a different user is refused rather than ignored: running as the caller could give
+/// the tool rights the profile's author meant to withhold (the caller's files), and switching to
+/// the profile's user would give the caller another user's rights.
+fn run_as_caller(plan: &mut Plan, run_as: &RunAs, spec: &str) -> Result<(), ExecError> {
+    if run_as.uid == 0 {
+        return Ok(());
+    }
+    if let Some(user) = plan.identity.user
+        && user.uid != run_as.uid
+    {
+        return Err(ExecError::ForeignUser {
+            spec: spec.to_owned(),
+            profile_uid: user.uid,
+            caller_uid: run_as.uid,
+        });
+    }
+    plan.identity.user = Some(UserIds {
+        uid: run_as.uid,
+        gid: run_as.gid,
+    });
+    plan.identity.groups = run_as.groups.clone();
+    Ok(())
 }

@@ -276,6 +276,7 @@ fn identity(
     }
     Ok(IdentityPlan {
         user,
+        groups: user.map(|u| vec![u.gid]).unwrap_or_default(),
         env: env.into_iter().collect(),
     })
 }

@@ -106,6 +106,9 @@ impl Weakening {
 pub struct IdentityPlan {
     /// `process.user` resolved to ids, when set.
     pub user: Option<UserIds>,
+    /// The supplementary groups set with [`IdentityPlan::user`]: the user's primary group for
+    /// `process.user`, the caller's groups for a sandbox the daemon runs for a caller.
+    pub groups: Vec<u32>,
     /// The complete environment of the command (keep + set, in a stable order).
     pub env: Vec<(OsString, OsString)>,
 }

@@ -27,6 +27,8 @@ pub struct ChildSetup<'a> {
     /// Highest capability number of this kernel (/proc/sys/kernel/cap_last_cap).
     pub last_cap: u32,
     pub user: Option<UserIds>,
+    /// Supplementary groups set with `user` (ignored without it).
+    pub groups: &'a [libc::gid_t],
     /// The Landlock ruleset fd; `None` when Landlock is not applied (audit mode, no Landlock).
     pub landlock_ruleset: Option<RawFd>,
     pub seccomp: Option<&'a CompiledSeccomp>,
@@ -131,14 +133,12 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
         }
 
         // 6. process.user: groups, then gid, then uid (setuid last, it takes the right to the rest).
-        if let Some(user) = setup.user {
-            let groups = [user.gid];
-            if libc::setgroups(1, groups.as_ptr()) != 0
+        if let Some(user) = setup.user
+            && (libc::setgroups(setup.groups.len(), setup.groups.as_ptr()) != 0
                 || libc::setresgid(user.gid, user.gid, user.gid) != 0
-                || libc::setresuid(user.uid, user.uid, user.uid) != 0
-            {
-                fail(setup.report, ChildStep::SwitchUser, errno(), 125);
-            }
+                || libc::setresuid(user.uid, user.uid, user.uid) != 0)
+        {
+            fail(setup.report, ChildStep::SwitchUser, errno(), 125);
         }
 
         // 7. Empty the effective, permitted and inheritable sets (bounding and ambient are done).

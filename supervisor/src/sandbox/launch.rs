@@ -212,6 +212,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         rlimits: &rlimits,
         last_cap: last_capability(),
         user: plan.identity.user,
+        groups: &plan.identity.groups,
         landlock_ruleset: landlock.as_ref().map(AsRawFd::as_raw_fd),
         seccomp: Some(&filter),
         go: go_read.as_raw_fd(),

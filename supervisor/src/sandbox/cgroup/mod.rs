@@ -13,6 +13,7 @@
 //! subdirectory per sandbox named by its id; other cgroups are never touched.
 
 mod detect;
+mod existing;
 mod files;
 pub mod v1;
 pub mod v2;
@@ -26,6 +27,7 @@ use nix::unistd::Pid;
 use crate::plan::CgroupLimits;
 
 pub use detect::{CgroupHost, Mounts};
+pub use existing::{list_sandboxes, open_existing};
 
 /// The directory guard's sandbox cgroups live in, in every hierarchy.
 pub const GUARD_DIR: &str = "guard";
@@ -118,6 +120,10 @@ pub trait CgroupManager: Debug + Send + Sync {
     /// The highest memory use of the sandbox in bytes, `None` when the kernel does not track it
     /// (cgroup v2 `memory.peak` needs kernel 5.19).
     fn memory_peak(&self) -> Result<Option<u64>, CgroupError>;
+    /// The memory the sandbox uses now in bytes (`guard status`), `None` when unknown.
+    fn memory_current(&self) -> Result<Option<u64>, CgroupError> {
+        Ok(None)
+    }
     /// Kills every process in the sandbox, including ones forked while killing, and returns when
     /// the cgroup is empty.
     fn kill_all(&self) -> Result<(), CgroupError>;
@@ -137,10 +143,7 @@ pub fn create(
     limits: &CgroupLimits,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
     validate_id(sandbox_id)?;
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::ReadMounts)?;
-    let mounts = Mounts::parse(&mountinfo);
-    let host = CgroupHost::detect(&mounts, files::read_controllers)?;
+    let host = detect_host()?;
     let manager: Box<dyn CgroupManager> = match host {
         CgroupHost::V2 { root } => Box::new(v2::V2Manager::create(&root, sandbox_id, limits)?),
         CgroupHost::Hybrid { unified, v1 } => Box::new(v1::HybridManager::create(
@@ -153,6 +156,14 @@ pub fn create(
         return Err(e);
     }
     Ok(manager)
+}
+
+/// The cgroup layout of this host, from the mount table.
+fn detect_host() -> Result<CgroupHost, CgroupError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::ReadMounts)?;
+    let mounts = Mounts::parse(&mountinfo);
+    CgroupHost::detect(&mounts, files::read_controllers)
 }
 
 /// A sandbox id becomes a directory name in each hierarchy, so it must not be able to name

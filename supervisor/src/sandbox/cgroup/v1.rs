@@ -85,6 +85,48 @@ impl HybridManager {
         })
     }
 
+    /// The existing directories of sandbox `sandbox_id`, for the daemon to inspect, kill or
+    /// remove a sandbox another process created (or left behind half-created); `None` when no
+    /// hierarchy has it. Missing v1 directories count as empty and removed.
+    pub fn open(
+        v1: &BTreeMap<String, PathBuf>,
+        unified: &Path,
+        sandbox_id: &str,
+    ) -> Result<Option<Self>, CgroupError> {
+        let dir_in = |mount: &Path| mount.join(GUARD_DIR).join(sandbox_id);
+        let existing =
+            |controller: &str| v1.get(controller).map(|m| dir_in(m)).filter(|d| d.is_dir());
+        let mount_of = |controller: &'static str| {
+            v1.get(controller)
+                .ok_or(CgroupError::MissingController(controller))
+        };
+        let memory = dir_in(mount_of("memory")?);
+        let pids = dir_in(mount_of("pids")?);
+        let cpu = existing("cpu");
+        let freezer = existing("freezer");
+        let unified = dir_in(unified);
+        let any = [&memory, &pids, &unified].iter().any(|d| d.is_dir())
+            || cpu.is_some()
+            || freezer.is_some();
+        if !any {
+            return Ok(None);
+        }
+        // A half-created sandbox may lack its cgroup2 directory; it has no id then.
+        let unified_id = if unified.is_dir() {
+            cgroup2_id_of(&unified)?
+        } else {
+            0
+        };
+        Ok(Some(HybridManager {
+            memory,
+            pids,
+            cpu,
+            freezer,
+            unified,
+            unified_id,
+        }))
+    }
+
     /// Every directory of the sandbox; the cgroup2 one last, since eBPF keys by it and it should
     /// be the last to lose a process.
     fn dirs(&self) -> Vec<&Path> {
@@ -191,6 +233,10 @@ impl CgroupManager for HybridManager {
             oom_kills: files::keyed_counter(&self.memory, "memory.oom_control", "oom_kill")?,
             pids_max: files::keyed_counter(&self.pids, "pids.events", "max")?,
         })
+    }
+
+    fn memory_current(&self) -> Result<Option<u64>, CgroupError> {
+        files::number(&self.memory, "memory.usage_in_bytes")
     }
 
     fn memory_peak(&self) -> Result<Option<u64>, CgroupError> {

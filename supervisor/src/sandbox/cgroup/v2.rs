@@ -63,6 +63,19 @@ impl V2Manager {
     }
 }
 
+impl V2Manager {
+    /// The existing directory of sandbox `sandbox_id` under `<root>/guard`, for the daemon to
+    /// inspect, kill or remove a sandbox another process created; `None` when it is not there.
+    pub fn open(root: &Path, sandbox_id: &str) -> Result<Option<Self>, CgroupError> {
+        let path = root.join(GUARD_DIR).join(sandbox_id);
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        let id = cgroup2_id_of(&path)?;
+        Ok(Some(V2Manager { path, id }))
+    }
+}
+
 /// Adds the missing ones of `controllers` to `dir/cgroup.subtree_control`; never disables any.
 fn enable_controllers(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
     let enabled = files::read_optional(dir, "cgroup.subtree_control")?.unwrap_or_default();
@@ -168,6 +181,10 @@ impl CgroupManager for V2Manager {
     /// `memory.peak` needs kernel 5.19; before that this returns `None`.
     fn memory_peak(&self) -> Result<Option<u64>, CgroupError> {
         files::number(&self.path, "memory.peak")
+    }
+
+    fn memory_current(&self) -> Result<Option<u64>, CgroupError> {
+        files::number(&self.path, "memory.current")
     }
 
     /// # Minimum kernel version
