@@ -9,6 +9,8 @@
 )]
 
 mod check;
+mod daemon;
+mod daemon_support;
 mod doctor;
 mod enforce;
 mod exec;

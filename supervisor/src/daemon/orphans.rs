@@ -31,6 +31,9 @@ pub fn sweep() -> Result<Sweep, CgroupError> {
         });
         match result {
             Ok(()) => sweep.removed.push(id),
+            // Someone else finished the job meanwhile (a sentinel that was still cleaning up,
+            // another daemon's sweep): the directories vanishing under us is success.
+            Err(_) if matches!(cgroup::open_existing(&id), Ok(None)) => sweep.removed.push(id),
             Err(err) => sweep.failed.push((id, err)),
         }
     }
