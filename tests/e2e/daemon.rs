@@ -2,7 +2,7 @@
 //! daemon on a private socket and get local mode's behaviour, or a refusal; concurrency, hostile
 //! frames, SIGKILL of the daemon, status, stop and reload, all observed from outside.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::daemon_support::{
     Daemon, TestGroup, TestUser, process_alive, sandbox_cgroups, shared_guard, wait_for, world_dir,
 };
-use crate::support::{Run, TempDir, require_root};
+use crate::support::{COUNT_INTS, Run, TempDir, ctrl_c_on_a_terminal, require_root};
 
 /// A shell profile writing only to `write`, with a marker in the environment.
 fn shell_profile(name: &str, write: &Path, extra: &str) -> String {
@@ -32,6 +32,30 @@ env = {{ keep = ["PATH", "MARK"], set = {{ PROFILE = "{name}" }} }}
 "#,
         write = write.display()
     )
+}
+
+/// One allowed user, a work directory, and a daemon granting that user `e2e-d-shell` (which
+/// writes to `<work>/w` only).
+struct Setup {
+    user: TestUser,
+    work: TempDir,
+    daemon: Daemon,
+}
+
+impl Setup {
+    fn new(label: &str) -> Self {
+        let user = TestUser::new(&[]);
+        let work = TempDir::new(label);
+        let writable = world_dir(&work, "w");
+        let daemon = Daemon::start(
+            &format!(
+                "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
+                user.name
+            ),
+            &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
+        );
+        Setup { user, work, daemon }
+    }
 }
 
 /// `guard: killed 1234 /usr/bin/sleep: ...` with the pid replaced, to compare two runs.
@@ -294,16 +318,11 @@ fn fifty_concurrent_execs_from_three_users_get_their_own_profiles_and_statuses()
 #[test]
 fn garbage_truncated_and_huge_frames_leave_the_daemon_serving() {
     require_root!();
-    let user = TestUser::new(&[]);
-    let work = TempDir::new("daemon-garbage");
-    let writable = world_dir(&work, "w");
-    let mut daemon = Daemon::start(
-        &format!(
-            "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
-            user.name
-        ),
-        &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
-    );
+    let Setup {
+        user,
+        work,
+        mut daemon,
+    } = Setup::new("daemon-garbage");
     // A connection that sends nothing stays open during all of the below.
     let idle = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
     let frame = |body: &str| {
@@ -450,16 +469,11 @@ fn start_sleepers(
 #[test]
 fn sigkill_of_the_daemon_kills_its_sandboxes_and_a_restart_leaves_nothing_behind() {
     require_root!();
-    let user = TestUser::new(&[]);
-    let work = TempDir::new("daemon-kill9");
-    let writable = world_dir(&work, "w");
-    let mut daemon = Daemon::start(
-        &format!(
-            "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
-            user.name
-        ),
-        &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
-    );
+    let Setup {
+        user,
+        work,
+        mut daemon,
+    } = Setup::new("daemon-kill9");
     let (client, id, pids) = start_sleepers(&daemon, &user, work.path(), "e2e-d-shell");
     daemon.kill9();
     assert!(
@@ -493,16 +507,11 @@ fn sigkill_of_the_daemon_kills_its_sandboxes_and_a_restart_leaves_nothing_behind
 #[test]
 fn sandboxes_whose_sentinel_died_too_are_swept_when_the_daemon_restarts() {
     require_root!();
-    let user = TestUser::new(&[]);
-    let work = TempDir::new("daemon-orphans");
-    let writable = world_dir(&work, "w");
-    let mut daemon = Daemon::start(
-        &format!(
-            "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
-            user.name
-        ),
-        &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
-    );
+    let Setup {
+        user,
+        work,
+        mut daemon,
+    } = Setup::new("daemon-orphans");
     let (client, id, pids) = start_sleepers(&daemon, &user, work.path(), "e2e-d-shell");
     // What a service manager's SIGKILL of the whole service does: the sentinel dies with the
     // daemon and the worker, and the backgrounded sleeps (in the sandbox cgroup) are left.
@@ -577,16 +586,7 @@ fn kill9(pid: i32) {
 #[test]
 fn signals_to_the_client_reach_the_sandbox() {
     require_root!();
-    let user = TestUser::new(&[]);
-    let work = TempDir::new("daemon-signals");
-    let writable = world_dir(&work, "w");
-    let daemon = Daemon::start(
-        &format!(
-            "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
-            user.name
-        ),
-        &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
-    );
+    let Setup { user, work, daemon } = Setup::new("daemon-signals");
     for (signal, code) in [
         (nix::sys::signal::Signal::SIGINT, 42),
         (nix::sys::signal::Signal::SIGTERM, 43),
@@ -618,61 +618,21 @@ fn signals_to_the_client_reach_the_sandbox() {
 #[test]
 fn ctrl_c_on_the_callers_terminal_reaches_the_command_once() {
     require_root!();
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let user = TestUser::new(&[]);
-    let work = TempDir::new("daemon-tty");
-    let writable = world_dir(&work, "w");
-    let daemon = Daemon::start(
-        &format!(
-            "[[allow]]\nusers = [\"{}\"]\nprofiles = [\"e2e-d-shell\"]\n",
-            user.name
-        ),
-        &[("e2e-d-shell", &shell_profile("e2e-d-shell", &writable, ""))],
-    );
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave_fd = pty.slave.as_raw_fd();
-    let script =
-        "n=0; trap 'n=$((n+1))' INT; echo ready; sleep 1; echo ints=$n; [ -t 0 ] && echo is-a-tty";
-    let mut command = user.guard(
+    let Setup { user, work, daemon } = Setup::new("daemon-tty");
+    let command = user.guard(
         &daemon.socket,
         work.path(),
-        &["exec", "--profile", "e2e-d-shell", "--", "sh", "-c", script],
+        &[
+            "exec",
+            "--profile",
+            "e2e-d-shell",
+            "--",
+            "sh",
+            "-c",
+            COUNT_INTS,
+        ],
     );
-    command
-        .stdin(pty.slave.try_clone().unwrap())
-        .stdout(pty.slave.try_clone().unwrap())
-        .stderr(pty.slave.try_clone().unwrap());
-    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes the client's
-    // controlling terminal, as in the caller's interactive shell.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().unwrap();
-    drop(command);
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("ready") {
-        let n = master.read(&mut buf).unwrap();
-        assert!(n > 0, "terminal closed before ready: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    master.write_all(&[0x03]).unwrap();
-    let status = child.wait().unwrap();
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let (status, seen) = ctrl_c_on_a_terminal(command);
     assert_eq!(status.code(), Some(0), "{seen}");
     assert!(
         seen.contains("ints=1"),

@@ -5,7 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{TempDir, guard, require_root, write_profile};
+use crate::support::{
+    COUNT_INTS, TempDir, ctrl_c_on_a_terminal, guard, require_root, write_profile,
+};
 
 /// A profile that can run the shell and coreutils, read `read_dir`, write `write_dir`.
 fn shell_profile(dir: &TempDir, read_dir: &Path, write_dir: &Path, extra: &str) -> String {
@@ -677,52 +679,11 @@ fn killing_guard_kills_the_whole_sandbox() {
 #[test]
 fn ctrl_c_on_a_terminal_reaches_the_command_once() {
     require_root!();
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let dir = TempDir::new("tty");
     let profile = shell_profile(&dir, dir.path(), &dir.mkdir("w"), "");
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave_fd = pty.slave.as_raw_fd();
-    let script =
-        "n=0; trap 'n=$((n+1))' INT; echo ready; sleep 1; echo ints=$n; [ -t 0 ] && echo is-a-tty";
     let mut command = std::process::Command::new(crate::support::guard_bin());
-    command
-        .args(["exec", "--profile", &profile, "--", "sh", "-c", script])
-        .stdin(pty.slave.try_clone().unwrap())
-        .stdout(pty.slave.try_clone().unwrap())
-        .stderr(pty.slave.try_clone().unwrap());
-    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes guard's controlling
-    // terminal, as in an interactive shell.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().unwrap();
-    // Only guard may hold the terminal's slave side, or the master never sees it close.
-    drop(command);
-    drop(pty.slave);
-    let mut master = fs::File::from(pty.master);
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("ready") {
-        let n = master.read(&mut buf).unwrap();
-        assert!(n > 0, "terminal closed before ready: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    master.write_all(&[0x03]).unwrap(); // Ctrl-C, as the terminal driver sees it
-    let status = child.wait().unwrap();
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    command.args(["exec", "--profile", &profile, "--", "sh", "-c", COUNT_INTS]);
+    let (status, seen) = ctrl_c_on_a_terminal(command);
     assert_eq!(status.code(), Some(0), "{seen}");
     assert!(
         seen.contains("ints=1"),

@@ -128,6 +128,57 @@ pub fn make_executable(path: &Path) {
         .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
 }
 
+/// Runs `command` (a `guard exec` whose command prints `ready`) with a fresh terminal as its
+/// stdin, stdout, stderr and controlling terminal, as in an interactive shell; types Ctrl-C once
+/// `ready` shows, and returns its status and everything the terminal showed.
+pub fn ctrl_c_on_a_terminal(mut command: Command) -> (std::process::ExitStatus, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave_fd = pty.slave.as_raw_fd();
+    command
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes the controlling
+    // terminal of the started process.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Only the child may hold the terminal's slave side, or the master never sees it close.
+    drop(command);
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("ready") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "terminal closed before ready: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    master.write_all(&[0x03]).unwrap(); // Ctrl-C, as the terminal driver sees it
+    let status = child.wait().unwrap();
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    (status, seen)
+}
+
+/// The script of the Ctrl-C tests: counts SIGINTs for a second and says whether stdin is a tty.
+pub const COUNT_INTS: &str =
+    "n=0; trap 'n=$((n+1))' INT; echo ready; sleep 1; echo ints=$n; [ -t 0 ] && echo is-a-tty";
+
 /// True when the tests run as root (guard exec needs root for cgroups and capabilities).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
