@@ -3,10 +3,12 @@
 //! `main.rs` only parses arguments; each task lives in its own module:
 //! - `setup`: install and verify what building and testing guard needs on a Debian 12 host;
 //! - `test`: the full check CI runs (setup, fmt, clippy, tests);
-//! - `bench`: guard's start-up time and memory next to bubblewrap and firejail.
+//! - `bench`: guard's start-up time and memory next to bubblewrap and firejail;
+//! - `install`: the binary, the systemd units, the default daemon config and the profiles.
 
 mod bench;
 mod cmd;
+mod install;
 mod leftovers;
 mod setup;
 mod test;
@@ -32,6 +34,8 @@ enum Command {
     Test(test::Options),
     /// Time guard's start-up against bare /bin/true, bwrap and firejail; writes docs/benchmarks.md.
     Bench,
+    /// Install the guard binary, systemd units, default daemon config and profiles.
+    Install(install::Options),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test(options) => test::run(&options),
         Command::Bench => bench::run(),
+        Command::Install(options) => install::run(&options),
     }
 }
 

@@ -21,8 +21,10 @@ const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
     ),
     // The supervisor links libseccomp, found through pkg-config.
     ("supervisor build", &["libseccomp-dev", "pkg-config"]),
-    // Tests: strace to watch syscalls of confined tools, curl as a network client to deny.
-    ("tests", &["strace", "curl", "python3"]),
+    // Tests: strace to watch syscalls of confined tools, curl as a network client to deny;
+    // systemd for `systemd-analyze verify` of the units (not as PID 1), passwd for the daemon
+    // tests' throw-away users.
+    ("tests", &["strace", "curl", "python3", "systemd", "passwd"]),
     // Benchmarks of guard against other sandboxes.
     ("benchmarks", &["hyperfine", "bubblewrap", "firejail"]),
 ];
