@@ -8,6 +8,7 @@
 //! - [`registry`]: live sandboxes for `guard status` and `guard stop`;
 //! - [`evidence`]: refusals in the central audit log, violation counts read back from it;
 //! - [`orphans`]: sandboxes left without a supervisor, removed at start;
+//! - [`probes`]: the shared eBPF probes, loaded once and held while the daemon runs;
 //! - [`listen`]: the socket (bound, or passed by systemd) and readiness notification;
 //! - [`server`]: the event loop tying them together.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod evidence;
 pub mod listen;
 pub mod orphans;
+pub mod probes;
 pub mod protocol;
 pub mod registry;
 pub mod server;
@@ -82,6 +84,24 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         }
         Err(err) => error!("looking for orphaned sandboxes: {}", error_chain(&err)),
     }
+    // Held until the daemon returns. Without probes the daemon still serves: each sandbox then
+    // fails closed or runs weaker exactly as its profile's allow_weaker says, as in local mode.
+    let _probes = match probes::hold() {
+        Ok((held, forgotten)) => {
+            if forgotten > 0 {
+                warn!("removed the eBPF entries of {forgotten} sandbox(es) that no longer exist");
+            }
+            info!("eBPF probes ready ({})", held.probes.pin_dir.display());
+            Some(held)
+        }
+        Err(err) => {
+            warn!(
+                "eBPF probes unavailable: {}; profiles that require them will be refused",
+                error_chain(&err)
+            );
+            None
+        }
+    };
     let listening = listen::listen(&config).map_err(DaemonError::Listen)?;
     info!(
         "guard daemon {} listening on {} (config {}, audit log {})",

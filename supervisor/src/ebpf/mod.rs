@@ -8,6 +8,7 @@ pub mod loader;
 pub mod pins;
 pub mod rules;
 pub mod sandbox;
+mod stale;
 pub mod tracefs;
 pub mod unload;
 

@@ -2,7 +2,7 @@
 //! and kills and removes the ones whose supervisor and sentinel are gone (after a crash).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{CgroupError, CgroupHost, CgroupManager, GUARD_DIR, detect_host, v1, v2};
 
@@ -33,6 +33,30 @@ pub fn open_existing(sandbox_id: &str) -> Result<Option<Box<dyn CgroupManager>>,
         CgroupHost::Hybrid { unified, v1 } => v1::HybridManager::open(&v1, &unified, sandbox_id)?
             .map(|m| Box::new(m) as Box<dyn CgroupManager>),
     })
+}
+
+/// The cgroup2 directory every sandbox cgroup is created in (`<cgroup2>/guard`), created if it
+/// is not there yet: the eBPF network hooks are attached to it.
+pub fn guard_cgroup2_dir() -> Result<PathBuf, CgroupError> {
+    let cgroup2 = match detect_host()? {
+        CgroupHost::V2 { root } => root,
+        CgroupHost::Hybrid { unified, .. } => unified,
+    };
+    let dir = cgroup2.join(GUARD_DIR);
+    super::files::ensure_dir(&dir)?;
+    Ok(dir)
+}
+
+/// The cgroup ids (cgroup2 inode numbers) of the sandboxes that exist now.
+pub fn live_sandbox_ids() -> Result<BTreeSet<u64>, CgroupError> {
+    let dir = guard_cgroup2_dir()?;
+    let mut ids = BTreeSet::new();
+    for id in list_sandboxes()? {
+        if let Ok(meta) = std::fs::metadata(dir.join(&id)) {
+            ids.insert(std::os::unix::fs::MetadataExt::ino(&meta));
+        }
+    }
+    Ok(ids)
 }
 
 /// Adds the names of the directories in `<mount>/guard` to `ids`.

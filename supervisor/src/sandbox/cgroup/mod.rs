@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use crate::plan::CgroupLimits;
 
 pub use detect::{CgroupHost, Mounts};
-pub use existing::{list_sandboxes, open_existing};
+pub use existing::{guard_cgroup2_dir, list_sandboxes, live_sandbox_ids, open_existing};
 
 /// The directory guard's sandbox cgroups live in, in every hierarchy.
 pub const GUARD_DIR: &str = "guard";
