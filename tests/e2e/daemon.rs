@@ -475,6 +475,12 @@ fn sigkill_of_the_daemon_kills_its_sandboxes_and_a_restart_leaves_nothing_behind
         mut daemon,
     } = Setup::new("daemon-kill9");
     let (client, id, pids) = start_sleepers(&daemon, &user, work.path(), "e2e-d-shell");
+    let cgroup_id = cgroup_id_of(&id);
+    assert_ne!(
+        has_probe_entries(cgroup_id),
+        Some(false),
+        "not under the probes"
+    );
     daemon.kill9();
     assert!(
         wait_for(Duration::from_secs(10), || pids
@@ -495,7 +501,11 @@ fn sigkill_of_the_daemon_kills_its_sandboxes_and_a_restart_leaves_nothing_behind
     daemon.spawn();
     assert!(daemon.status().is_empty());
     assert!(sandbox_cgroups(&id).is_empty());
-    assert!(no_pinned_objects_of(&id));
+    assert_ne!(
+        has_probe_entries(cgroup_id),
+        Some(true),
+        "eBPF entries of the dead sandbox left"
+    );
     let out = user.run(
         &daemon.socket,
         work.path(),
@@ -513,6 +523,12 @@ fn sandboxes_whose_sentinel_died_too_are_swept_when_the_daemon_restarts() {
         mut daemon,
     } = Setup::new("daemon-orphans");
     let (client, id, pids) = start_sleepers(&daemon, &user, work.path(), "e2e-d-shell");
+    let cgroup_id = cgroup_id_of(&id);
+    assert_ne!(
+        has_probe_entries(cgroup_id),
+        Some(false),
+        "not under the probes"
+    );
     // What a service manager's SIGKILL of the whole service does: the sentinel dies with the
     // daemon and the worker, and the backgrounded sleeps (in the sandbox cgroup) are left.
     let worker = children(daemon.pid());
@@ -550,22 +566,34 @@ fn sandboxes_whose_sentinel_died_too_are_swept_when_the_daemon_restarts() {
         "{:?}",
         sandbox_cgroups(&id)
     );
-    assert!(no_pinned_objects_of(&id));
+    assert_ne!(
+        has_probe_entries(cgroup_id),
+        Some(true),
+        "eBPF entries of the dead sandbox left"
+    );
 }
 
-/// Nothing under bpffs names the sandbox (guard pins nothing per sandbox today; this keeps it so).
-fn no_pinned_objects_of(id: &str) -> bool {
-    fn walk(dir: &Path, id: &str) -> bool {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .all(|e| {
-                !e.file_name().to_string_lossy().contains(id)
-                    && (!e.path().is_dir() || walk(&e.path(), id))
-            })
+/// The cgroup id (cgroup2 inode) of sandbox `id`, which keys its entries in the eBPF maps.
+fn cgroup_id_of(id: &str) -> u64 {
+    let dir = guard::sandbox::cgroup::guard_cgroup2_dir()
+        .unwrap()
+        .join(id);
+    std::fs::metadata(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .ino()
+}
+
+/// Whether the shared probes hold entries for cgroup `cgroup_id`; `None` when this host has no
+/// probes (then there is nothing to leave behind).
+fn has_probe_entries(cgroup_id: u64) -> Option<bool> {
+    let dir = guard::sandbox::cgroup::guard_cgroup2_dir().unwrap();
+    match guard::ebpf::Probes::open_or_load(&dir) {
+        Ok(probes) => Some(probes.sandbox_ids().contains(&cgroup_id)),
+        Err(err) => {
+            eprintln!("skipping the eBPF entry check: probes not available: {err}");
+            None
+        }
     }
-    walk(Path::new("/sys/fs/bpf"), id)
 }
 
 fn children(pid: i32) -> Vec<i32> {
