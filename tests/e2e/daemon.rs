@@ -793,3 +793,40 @@ fn hangup(pid: i32) {
     )
     .unwrap();
 }
+
+#[test]
+fn sigterm_stops_the_daemon_after_killing_its_sandboxes_with_their_exit_records() {
+    require_root!();
+    let Setup {
+        user,
+        work,
+        mut daemon,
+    } = Setup::new("daemon-term");
+    let (client, id, pids) = start_sleepers(&daemon, &user, work.path(), "e2e-d-shell");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out: Run = client.wait_with_output().unwrap().into();
+    assert_eq!(out.code(), 137, "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "guard: sandbox {id} killed: the guard daemon is stopping"
+        )),
+        "{out}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !daemon.alive()),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(pids.iter().all(|p| !process_alive(*p)));
+    assert!(sandbox_cgroups(&id).is_empty());
+    assert!(!daemon.socket.exists(), "the daemon's socket file was left");
+    let exit = daemon
+        .audit()
+        .into_iter()
+        .find(|r| r["sandbox"] == id.as_str() && r["event"] == "exit");
+    assert!(exit.is_some_and(|r| r["detail"]["guard_exit"] == 137));
+}
