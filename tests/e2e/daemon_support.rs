@@ -126,13 +126,22 @@ impl Drop for TestUser {
     }
 }
 
-/// A copy of the guard binary in a world-readable directory: the checkout may sit under a home
-/// directory test users cannot enter. Named `guard`, as the daemon's orphan check expects.
-/// Copies left by earlier test runs (whose process is gone) are removed first.
+/// The guard binary as every test user can run it: cargo's own when every directory above it is
+/// searchable by others, else a copy in a world-readable directory (the checkout may sit under a
+/// home directory test users cannot enter; CI clones into /root). Copies left by earlier test
+/// runs (whose process is gone) are removed first.
 pub fn shared_guard() -> PathBuf {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     COPY.get_or_init(|| {
         use std::os::unix::fs::PermissionsExt;
+        let built = guard_bin();
+        let reachable =
+            built.ancestors().skip(1).all(|dir| {
+                std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+            }) && std::fs::metadata(&built).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+        if reachable {
+            return built;
+        }
         let tmp = std::env::temp_dir();
         for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
