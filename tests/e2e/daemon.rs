@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::daemon_support::{
@@ -131,7 +131,7 @@ fn an_allowed_user_gets_local_behaviour_as_itself() {
     // The same profile and command in local mode, as root: same status, same denial. Root in a
     // sandbox has no capabilities, so it could not append to the caller's file: start afresh.
     std::fs::remove_file(writable.join("made")).unwrap();
-    let local: Run = std::process::Command::new(shared_guard())
+    let local: Run = Command::new(shared_guard())
         .args(["exec", "--profile"])
         .arg(daemon.dir.path().join("profiles/e2e-d-shell.toml"))
         .args(["--", "sh", "-c", &script])
@@ -147,7 +147,7 @@ fn an_allowed_user_gets_local_behaviour_as_itself() {
     // A limit kill: status 137 and the same `guard: killed` line.
     let args = ["exec", "--profile", "e2e-d-slow", "--", "sleep", "5"];
     let through = user.run(&daemon.socket, &cwd, &args);
-    let local: Run = std::process::Command::new(shared_guard())
+    let local: Run = Command::new(shared_guard())
         .args(["exec", "--profile"])
         .arg(daemon.dir.path().join("profiles/e2e-d-slow.toml"))
         .args(["--", "sleep", "5"])
@@ -775,7 +775,7 @@ fn sighup_reloads_the_config_and_a_bad_config_is_refused_with_its_position() {
     let _ = client.wait_with_output();
 
     // The same broken file at start: 125 and FILE:LINE:COL: key: message.
-    let out: Run = std::process::Command::new(shared_guard())
+    let out: Run = Command::new(shared_guard())
         .args(["daemon", "--config"])
         .arg(&daemon.config)
         .output()
@@ -829,4 +829,67 @@ fn sigterm_stops_the_daemon_after_killing_its_sandboxes_with_their_exit_records(
         .into_iter()
         .find(|r| r["sandbox"] == id.as_str() && r["event"] == "exit");
     assert!(exit.is_some_and(|r| r["detail"]["guard_exit"] == 137));
+}
+
+#[test]
+fn the_daemon_serves_the_socket_systemd_passes() {
+    require_root!();
+    // systemd-socket-activate (from the systemd package `cargo xtask setup` installs) passes a
+    // listening socket the way guard.socket does: fd 3, LISTEN_PID, LISTEN_FDS.
+    if Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: systemd-socket-activate not available");
+        return;
+    }
+    let dir = TempDir::new("daemon-activate");
+    let socket = dir.path().join("activated.sock");
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"{}\"\naudit_log = \"{}\"\n",
+            dir.path().join("not-this-one.sock").display(),
+            dir.path().join("audit.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg(shared_guard())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || socket.exists()));
+    let out: Run = Command::new(shared_guard())
+        .args([
+            "exec",
+            "--daemon",
+            "--profile",
+            "minimal",
+            "--",
+            "/usr/bin/true",
+        ])
+        .env("GUARD_SOCKET", &socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(!dir.path().join("not-this-one.sock").exists());
+    // The activator exec'd the daemon: same process.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(activator.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = activator.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
 }
