@@ -18,3 +18,4 @@ mod explain;
 mod identity;
 mod profiles;
 mod support;
+mod vm;

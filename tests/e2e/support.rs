@@ -185,13 +185,158 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skips a test that needs root, saying why (never silently).
+/// The Landlock ABI this kernel offers (0 when Landlock is off).
+pub fn landlock_abi() -> u32 {
+    // SAFETY: LANDLOCK_CREATE_RULESET_VERSION with a NULL attr and size 0 reads no memory.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            1u32,
+        )
+    };
+    u32::try_from(abi).unwrap_or(0)
+}
+
+/// The Landlock ABI the test profiles need as written: TCP port rules (ABI 4) and scoping of
+/// signals and abstract unix sockets (ABI 6). Below it guard refuses them with 125, as it must
+/// (`vm::landlock_gaps_are_refused_unless_the_profile_accepts_them` tests exactly that).
+pub const PROFILES_LANDLOCK_ABI: u32 = 6;
+
+/// Why `guard exec` of the test profiles cannot run here, if it cannot.
+pub fn exec_skip_reason() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (guard exec creates cgroups and drops capabilities)".into());
+    }
+    let abi = landlock_abi();
+    if abi < PROFILES_LANDLOCK_ABI {
+        return Some(format!(
+            "Landlock ABI {abi} < {PROFILES_LANDLOCK_ABI}: guard refuses the test profiles with \
+             125 (no TCP port rules or scoping), which vm::landlock_gaps_* tests"
+        ));
+    }
+    None
+}
+
+/// Skips a test that runs `guard exec` where it cannot run, saying why (never silently): not
+/// root, or a kernel whose Landlock is too old for the test profiles (the 6.1 VM).
 macro_rules! require_root {
     () => {
-        if !$crate::support::is_root() {
-            eprintln!("skipping: needs root (guard exec creates cgroups and drops capabilities)");
+        if let Some(reason) = $crate::support::exec_skip_reason() {
+            eprintln!("skipping: {reason}");
             return;
         }
     };
 }
 pub(crate) use require_root;
+
+/// True inside the VM that `cargo xtask vm-test` boots: its init sets `GUARD_VM=1`.
+pub fn in_vm() -> bool {
+    std::env::var_os("GUARD_VM").is_some_and(|v| v == "1")
+}
+
+/// Skips a test that only means something in the VM (it compares the VM with the host that
+/// booted it), saying why.
+macro_rules! require_vm {
+    () => {
+        if !$crate::support::in_vm() {
+            eprintln!(
+                "skipping: runs only in the VM of `cargo xtask vm-test` (GUARD_VM=1), which \
+                 compares its kernel with this host's"
+            );
+            return;
+        }
+    };
+}
+pub(crate) use require_vm;
+
+/// `guard doctor`'s report on this kernel, asked once per test run.
+pub fn doctor_report() -> &'static str {
+    static REPORT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REPORT.get_or_init(|| {
+        let out = guard(&["doctor"]);
+        assert_eq!(out.code(), 0, "guard doctor failed: {out}");
+        out.stdout
+    })
+}
+
+/// Whether this kernel loads and attaches BPF LSM programs (`bpf lsm: loadable`).
+#[allow(
+    dead_code,
+    reason = "used through require_bpf_lsm! by the BPF LSM tests of issue 4"
+)]
+pub fn bpf_lsm_available() -> bool {
+    doctor_report().lines().any(|l| l == "bpf lsm: loadable")
+}
+
+/// The cgroup v2 controllers of a pure cgroup v2 host (no v1 hierarchy holds a controller);
+/// `None` on hybrid and v1 hosts.
+pub fn pure_cgroup2_controllers() -> Option<Vec<String>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut cgroup2_root = None;
+    for line in mountinfo.lines() {
+        let (before, after) = line.split_once(" - ")?;
+        let mount_point = before.split(' ').nth(4)?;
+        let fs_type = after.split(' ').next()?;
+        if fs_type == "cgroup" {
+            return None;
+        }
+        if fs_type == "cgroup2" && cgroup2_root.is_none() {
+            cgroup2_root = Some(PathBuf::from(mount_point));
+        }
+    }
+    let controllers = std::fs::read_to_string(cgroup2_root?.join("cgroup.controllers")).ok()?;
+    Some(controllers.split_whitespace().map(String::from).collect())
+}
+
+/// Skips a test that needs BPF LSM programs where the kernel refuses them (the 6.18 development
+/// host), saying why. In the VM, whose kernel boots with `lsm=...,bpf`, a refusal fails the test
+/// instead: covering BPF LSM is what the VM is for.
+#[allow(
+    unused_macros,
+    reason = "the BPF LSM enforcement tests of issue 4 use it"
+)]
+macro_rules! require_bpf_lsm {
+    () => {
+        if !$crate::support::bpf_lsm_available() {
+            assert!(
+                !$crate::support::in_vm(),
+                "the VM's kernel must load BPF LSM programs:\n{}",
+                $crate::support::doctor_report()
+            );
+            eprintln!(
+                "skipping: BPF LSM programs not available on this kernel (covered by `cargo xtask vm-test`)"
+            );
+            return;
+        }
+    };
+}
+#[allow(
+    unused_imports,
+    reason = "the BPF LSM enforcement tests (issue 4) use it"
+)]
+pub(crate) use require_bpf_lsm;
+
+/// Skips a test of guard's cgroup v2 backend where the controllers sit on v1 hierarchies (the
+/// hybrid development host), saying why; in the VM a missing controller fails the test.
+macro_rules! require_pure_cgroup2 {
+    () => {{
+        let controllers = $crate::support::pure_cgroup2_controllers().unwrap_or_default();
+        let missing: Vec<&str> = ["memory", "pids", "cpu"]
+            .into_iter()
+            .filter(|c| !controllers.iter().any(|have| have == c))
+            .collect();
+        if !missing.is_empty() {
+            assert!(
+                !$crate::support::in_vm(),
+                "the VM must offer pure cgroup v2 with {missing:?}; it has {controllers:?}"
+            );
+            eprintln!(
+                "skipping: no pure cgroup v2 with the {missing:?} controllers here (covered by `cargo xtask vm-test`)"
+            );
+            return;
+        }
+    }};
+}
+pub(crate) use require_pure_cgroup2;

@@ -4,7 +4,8 @@
 //! - `setup`: install and verify what building and testing guard needs on a Debian 12 host;
 //! - `test`: the full check CI runs (setup, fmt, clippy, tests);
 //! - `bench`: guard's start-up time and memory next to bubblewrap and firejail;
-//! - `install`: the binary, the systemd units, the default daemon config and the profiles.
+//! - `install`: the binary, the systemd units, the default daemon config and the profiles;
+//! - `vm-test`: the tests again in a qemu VM with another kernel (BPF LSM, pure cgroup v2).
 
 mod bench;
 mod cmd;
@@ -12,6 +13,8 @@ mod install;
 mod leftovers;
 mod setup;
 mod test;
+mod totals;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +39,9 @@ enum Command {
     Bench,
     /// Install the guard binary, systemd units, default daemon config and profiles.
     Install(install::Options),
+    /// Boot a VM (qemu, Debian kernel with BPF LSM and pure cgroup v2) and run the tests there,
+    /// or with `--profile FILE -- CMD` one command under one profile.
+    VmTest(vm::Options),
 }
 
 fn main() -> ExitCode {
@@ -43,7 +49,7 @@ fn main() -> ExitCode {
     // The error chain alone says what failed; anyhow's backtrace (RUST_BACKTRACE is often set
     // in CI) would only push it out of view.
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
             ExitCode::FAILURE
@@ -51,18 +57,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    // Paths the user typed are relative to where they were; remembered before leaving it.
+    let invocation_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Every task runs from the workspace root so relative paths and cargo invocations agree
     // whatever directory `cargo xtask` was started from.
     let root = workspace_root()?;
     std::env::set_current_dir(&root)
         .with_context(|| format!("cannot change directory to {}", root.display()))?;
     match command {
-        Command::Setup => setup::run(),
-        Command::Test(options) => test::run(&options),
-        Command::Bench => bench::run(),
-        Command::Install(options) => install::run(&options),
+        Command::Setup => setup::run()?,
+        Command::Test(options) => test::run(&options)?,
+        Command::Bench => bench::run()?,
+        Command::Install(options) => install::run(&options)?,
+        Command::VmTest(options) => {
+            setup::run()?;
+            let outcome = vm::run(&options, &invocation_dir)?;
+            // With --profile, xtask exits as `guard exec` did in the guest, so scripts can
+            // use it like guard itself.
+            if let Some(status) = outcome.command_status {
+                return Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)));
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

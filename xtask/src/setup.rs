@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd;
+use crate::{cmd, vm};
 
 /// Debian packages guard needs, grouped by why.
 const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
@@ -27,6 +27,9 @@ const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
     ("tests", &["strace", "curl", "python3", "systemd", "passwd"]),
     // Benchmarks of guard against other sandboxes.
     ("benchmarks", &["hyperfine", "bubblewrap", "firejail"]),
+    // `cargo xtask vm-test`: qemu boots the guest; the guest's userland is copied from the
+    // packages `vm::image_packages` lists, which are installed below too.
+    ("VM suite", &["qemu-system-x86"]),
 ];
 
 /// The bpf-linker release that works with LLVM 22 and the pinned aya crates.
@@ -65,13 +68,19 @@ fn check_rustup_components() -> anyhow::Result<()> {
 }
 
 fn ensure_packages() -> anyhow::Result<()> {
-    let wanted: Vec<&str> = PACKAGE_GROUPS
+    let mut wanted: Vec<&str> = PACKAGE_GROUPS
         .iter()
         .flat_map(|(_, pkgs)| pkgs.iter().copied())
         .collect();
+    for package in vm::image_packages() {
+        if !wanted.contains(&package) {
+            wanted.push(package);
+        }
+    }
     let missing = missing_packages(&wanted)?;
     if missing.is_empty() {
-        let groups: Vec<&str> = PACKAGE_GROUPS.iter().map(|(group, _)| *group).collect();
+        let mut groups: Vec<&str> = PACKAGE_GROUPS.iter().map(|(group, _)| *group).collect();
+        groups.push("VM image");
         eprintln!(
             "setup: found  {} Debian packages ({})",
             wanted.len(),

@@ -1,16 +1,21 @@
-//! `cargo xtask test`: what CI runs. Setup first, then formatting, lints and the test suite
-//! (unit tests and the root-only end-to-end tests in `tests/e2e/`), each step reported.
+//! `cargo xtask test`: what CI runs. Setup first, then formatting, lints, the test suite (unit
+//! tests and the root-only end-to-end tests in `tests/e2e/`) and the same suite again in a VM
+//! with another kernel (`cargo xtask vm-test`), each step reported.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, leftovers, setup};
+use crate::totals::TestTotals;
+use crate::{cmd, leftovers, setup, vm};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct Options {
+    /// Leave out the VM step (`cargo xtask vm-test`), e.g. for a quick local run; CI runs it.
+    #[arg(long)]
+    no_vm: bool,
     /// Extra arguments for `cargo test`, after `--` (e.g. `-- e2e` or `-- -p guard -- --nocapture`).
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -30,33 +35,41 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // --no-fail-fast: a failing unit test must not hide the end-to-end results.
     test.args(["test", "--locked", "--no-fail-fast"])
         .args(&options.cargo_test_args);
-    let steps: Vec<(&'static str, Command)> = vec![
-        ("fmt", cargo(&["fmt", "--all", "--", "--check"])),
+    let mut steps: Vec<(&'static str, Step)> = vec![
+        (
+            "fmt",
+            Step::Plain(cargo(&["fmt", "--all", "--", "--check"])),
+        ),
         (
             "clippy",
-            cargo(&[
+            Step::Plain(cargo(&[
                 "clippy",
                 "--all-targets",
                 "--locked",
                 "--",
                 "-D",
                 "warnings",
-            ]),
+            ])),
         ),
-        ("test", test),
+        ("test", Step::Counted(test)),
     ];
+    if options.no_vm {
+        eprintln!("xtask: --no-vm: the VM suite (cargo xtask vm-test) does not run");
+    } else {
+        steps.push(("vm", Step::Vm));
+    }
 
-    // Every step runs even after a failure, so one run shows all problems; `cargo test` runs last
-    // so its own result lines stay at the bottom of the output, right above the summary.
+    // Every step runs even after a failure, so one run shows all problems; the test steps run
+    // last so their own result lines stay at the bottom of the output, right above the summary.
     let mut outcomes = Vec::new();
     let mut totals = TestTotals::default();
-    for (name, mut command) in steps {
+    for (name, step) in steps {
         eprintln!("\n==> {name}");
         let start = Instant::now();
-        let result = if name == "test" {
-            run_counting(&mut command, &mut totals)
-        } else {
-            cmd::run(&mut command)
+        let result = match step {
+            Step::Plain(mut command) => cmd::run(&mut command),
+            Step::Counted(mut command) => run_counting(&mut command, &mut totals),
+            Step::Vm => run_vm(&mut totals),
         };
         if let Err(e) = &result {
             eprintln!("xtask: {name} failed: {e:#}");
@@ -95,7 +108,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // with nothing in it, which says nothing about the run.
     println!(
         "tests: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
+        totals.passed, totals.failed, totals.skipped
     );
     if !failed.is_empty() {
         bail!("failed steps: {}", failed.join(", "));
@@ -104,34 +117,29 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sums of the `test result:` lines of one `cargo test` run.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct TestTotals {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
+/// One step of the run.
+enum Step {
+    /// A command that passes or fails.
+    Plain(Command),
+    /// `cargo test`, whose result lines are counted.
+    Counted(Command),
+    /// The suite in the VM, counted from the guest's console.
+    Vm,
 }
 
-impl TestTotals {
-    /// Adds one `test result: ok. 3 passed; 1 failed; 2 ignored; ...` line; other lines are ignored.
-    fn add_line(&mut self, line: &str) {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else {
-            return;
-        };
-        for part in rest.split(';') {
-            let mut words = part.split_whitespace().rev();
-            let (Some(label), Some(count)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(count) = count.parse::<u64>() else {
-                continue;
-            };
-            match label {
-                "passed" => self.passed += count,
-                "failed" => self.failed += count,
-                "ignored" => self.ignored += count,
-                _ => {}
+/// `cargo xtask vm-test` with its defaults; its counts are added whether it passed or not.
+fn run_vm(totals: &mut TestTotals) -> anyhow::Result<()> {
+    let here = std::env::current_dir()?;
+    match vm::run(&vm::Options::default(), &here) {
+        Ok(outcome) => {
+            totals.add(&outcome.totals);
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(failed) = e.downcast_ref::<vm::VmFailed>() {
+                totals.add(&failed.totals);
             }
+            Err(e)
         }
     }
 }
@@ -165,30 +173,4 @@ fn cargo(args: &[&str]) -> Command {
     let mut command = Command::new("cargo");
     command.args(args);
     command
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn totals_add_up_cargo_result_lines() {
-        let mut totals = TestTotals::default();
-        for line in [
-            "test result: ok. 129 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.27s",
-            "running 3 tests",
-            "test result: FAILED. 30 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 4.27s",
-            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
-        ] {
-            totals.add_line(line);
-        }
-        assert_eq!(
-            totals,
-            TestTotals {
-                passed: 159,
-                failed: 2,
-                ignored: 2
-            }
-        );
-    }
 }
