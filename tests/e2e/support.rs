@@ -204,10 +204,13 @@ pub fn landlock_abi() -> u32 {
 /// (`vm::landlock_gaps_are_refused_unless_the_profile_accepts_them` tests exactly that).
 pub const PROFILES_LANDLOCK_ABI: u32 = 6;
 
+/// Why a test cannot run `guard exec` here at all: it is not root.
+pub const NOT_ROOT: &str = "needs root (guard exec creates cgroups and drops capabilities)";
+
 /// Why `guard exec` of the test profiles cannot run here, if it cannot.
 pub fn exec_skip_reason() -> Option<String> {
     if !is_root() {
-        return Some("needs root (guard exec creates cgroups and drops capabilities)".into());
+        return Some(NOT_ROOT.into());
     }
     let abi = landlock_abi();
     if abi < PROFILES_LANDLOCK_ABI {
@@ -230,6 +233,18 @@ macro_rules! require_root {
     };
 }
 pub(crate) use require_root;
+
+/// Skips a test when not root, whatever the Landlock ABI: for tests whose profiles accept
+/// running without Landlock's TCP port rules and scoping, so they run on old kernels too.
+macro_rules! require_root_any_landlock {
+    () => {
+        if !$crate::support::is_root() {
+            eprintln!("skipping: {}", $crate::support::NOT_ROOT);
+            return;
+        }
+    };
+}
+pub(crate) use require_root_any_landlock;
 
 /// True inside the VM that `cargo xtask vm-test` boots: its init sets `GUARD_VM=1`.
 pub fn in_vm() -> bool {
