@@ -96,6 +96,11 @@ pub fn run(options: &Options, invocation_dir: &Path) -> anyhow::Result<Outcome> 
         initramfs::Content::Host(binaries.init.clone()),
     ));
     files.host_file(&binaries.guard)?;
+    for path in userland::RUN_PATHS {
+        if std::fs::symlink_metadata(path).is_ok() {
+            files.host_paths.add(Path::new(path))?;
+        }
+    }
     let mut plan = Plan {
         env: vec![
             ("GUARD_VM".into(), "1".into()),

@@ -60,9 +60,15 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Host files outside any package's list: accounts (`process.user = "nobody"`), the loader's
-/// cache, and symlinks managed by update-alternatives.
-const EXTRA_PATHS: &[&str] = &[
+/// Host files outside any package's list that change with the packages: symlinks managed by
+/// update-alternatives.
+const EXTRA_PATHS: &[&str] = &["/usr/bin/cc"];
+
+/// Small host files outside any package's list that change on their own (a user added, the
+/// loader cache rebuilt): accounts for `process.user = "nobody"`, name resolution, the loader's
+/// cache, the time zone. They go into every run's archive, not the cached one, so a new user on
+/// the host does not cost a new 140 MB archive.
+pub const RUN_PATHS: &[&str] = &[
     "/etc/passwd",
     "/etc/group",
     "/etc/nsswitch.conf",
@@ -70,7 +76,6 @@ const EXTRA_PATHS: &[&str] = &[
     "/etc/hosts",
     "/etc/ld.so.cache",
     "/etc/localtime",
-    "/usr/bin/cc",
 ];
 
 /// Parts of package lists the guest never reads: documentation, translations, iconv modules.
@@ -292,7 +297,7 @@ fn package_paths(listed: &str) -> impl Iterator<Item = &str> {
         .filter(|line| line.starts_with('/') && *line != "/." && !excluded(Path::new(line)))
 }
 
-/// What the cached archive depends on: the package database, the extra files and this module's
+/// What the cached archive depends on: the package database, the extra paths and this module's
 /// lists. Cheap to compute, so an unchanged host reuses the archive without walking any files.
 pub fn cache_key() -> String {
     let mut parts = vec![format!(
