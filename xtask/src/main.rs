@@ -3,7 +3,8 @@
 //! `main.rs` only parses arguments; each task lives in its own module:
 //! - `setup`: install and verify what building and testing guard needs on a Debian 12 host;
 //! - `test`: the full check CI runs (setup, fmt, clippy, tests);
-//! - `bench`: guard's start-up time and memory next to bubblewrap and firejail;
+//! - `bench`: guard's costs (start-up, per operation, audit under load) against the same work
+//!   unconfined, bubblewrap and firejail;
 //! - `install`: the binary, the systemd units, the default daemon config and the profiles;
 //! - `vm-test`: the tests again in a qemu VM with another kernel (BPF LSM, pure cgroup v2).
 
@@ -42,6 +43,9 @@ enum Command {
     /// Boot a VM (qemu, Debian kernel with BPF LSM and pure cgroup v2) and run the tests there,
     /// or with `--profile FILE -- CMD` one command under one profile.
     VmTest(vm::Options),
+    /// One benchmark workload (run by `bench`, bare and under guard).
+    #[command(name = "bench-workload", hide = true)]
+    BenchWorkload(bench::workload::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,11 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
+    // A workload runs where it was started (inside a sandbox, with no workspace to go to).
+    if let Command::BenchWorkload(args) = &command {
+        bench::workload::run(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     // Paths the user typed are relative to where they were; remembered before leaving it.
     let invocation_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Every task runs from the workspace root so relative paths and cargo invocations agree
@@ -70,6 +79,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test(options) => test::run(&options)?,
         Command::Bench => bench::run()?,
         Command::Install(options) => install::run(&options)?,
+        Command::BenchWorkload(args) => bench::workload::run(&args)?,
         Command::VmTest(options) => {
             setup::run()?;
             let outcome = vm::run(&options, &invocation_dir)?;

@@ -1,0 +1,355 @@
+//! The programs the micro-benchmarks time: `xtask bench-workload <kind> ...`, a hidden
+//! subcommand of xtask itself, run once bare and once under `guard exec` with the same
+//! arguments.
+//!
+//! Each workload times its own loop with a monotonic clock and prints one line,
+//! `ops=<N> ns=<loop time> failed=<F> killed=<K>`, so the bench can compare the cost of the
+//! operation itself, without guard's start-up, next to the whole run's wall time. The loops
+//! call libc directly: std's wrappers add allocation and error mapping, and python's
+//! interpreter would swamp a 100 ns system call.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// `cargo xtask bench-workload` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Kind {
+    /// `getppid()` COUNT times: a system call the seccomp filter allows unconditionally.
+    Getppid { count: u64 },
+    /// COUNT TCP connects to 127.0.0.1:PORT, each closed with a reset.
+    Connect { port: u16, count: u64 },
+    /// COUNT one-byte UDP datagrams from one unconnected socket to 127.0.0.1:PORT.
+    Udp { port: u16, count: u64 },
+    /// fork+exec of PROGRAM COUNT times, each waited for.
+    Spawn { program: String, count: u64 },
+    /// COUNT RCU grace periods, each waited for with `membarrier(MEMBARRIER_CMD_GLOBAL)`,
+    /// which is `synchronize_rcu()` on a multi-CPU host: the wait some of guard's kernel calls
+    /// pay.
+    Rcu { count: u64 },
+    /// fork+exec of PROGRAM for SECONDS, as fast as it goes or at most RATE per second.
+    Storm {
+        program: String,
+        seconds: f64,
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+}
+
+/// What one workload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Loop time in nanoseconds.
+    pub ns: u64,
+    /// Operations that failed (an error return or a non-zero exit).
+    pub failed: u64,
+    /// Spawned processes killed by SIGKILL (guard's exec probe kills rather than denies).
+    pub killed: u64,
+}
+
+impl Tally {
+    /// The line a workload prints.
+    pub fn to_line(self) -> String {
+        format!(
+            "ops={} ns={} failed={} killed={}",
+            self.ops, self.ns, self.failed, self.killed
+        )
+    }
+
+    /// Parses [`Tally::to_line`]'s output (the last such line of `stdout`).
+    pub fn parse(stdout: &str) -> anyhow::Result<Self> {
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("ops="))
+            .with_context(|| format!("no `ops=` line in the workload's output: {stdout:?}"))?;
+        let mut tally = Tally::default();
+        for field in line.split_whitespace() {
+            let (key, value) = field
+                .split_once('=')
+                .with_context(|| format!("malformed field `{field}`"))?;
+            let value: u64 = value
+                .parse()
+                .with_context(|| format!("malformed number in `{field}`"))?;
+            match key {
+                "ops" => tally.ops = value,
+                "ns" => tally.ns = value,
+                "failed" => tally.failed = value,
+                "killed" => tally.killed = value,
+                _ => bail!("unknown field `{key}`"),
+            }
+        }
+        Ok(tally)
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let tally = match &args.kind {
+        Kind::Getppid { count } => getppid(*count),
+        Kind::Connect { port, count } => connect(*port, *count)?,
+        Kind::Udp { port, count } => udp(*port, *count)?,
+        Kind::Rcu { count } => grace_periods(*count)?,
+        Kind::Spawn { program, count } => {
+            let program = Program::new(program)?;
+            timed(|tally| {
+                for _ in 0..*count {
+                    program.spawn_wait(tally)?;
+                }
+                Ok(())
+            })?
+        }
+        Kind::Storm {
+            program,
+            seconds,
+            rate,
+        } => storm(&Program::new(program)?, *seconds, *rate)?,
+    };
+    println!("{}", tally.to_line());
+    Ok(())
+}
+
+/// Runs `body` and fills in the loop time.
+fn timed(body: impl FnOnce(&mut Tally) -> anyhow::Result<()>) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    body(&mut tally)?;
+    tally.ns = nanos(start.elapsed());
+    Ok(tally)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn getppid(count: u64) -> Tally {
+    let start = Instant::now();
+    let mut sum: i64 = 0;
+    for _ in 0..count {
+        // The raw system call: glibc has never cached getppid, but this says so for certain.
+        // SAFETY: getppid takes no arguments and cannot fail.
+        sum = sum.wrapping_add(unsafe { libc::syscall(libc::SYS_getppid) });
+    }
+    std::hint::black_box(sum);
+    Tally {
+        ops: count,
+        ns: nanos(start.elapsed()),
+        ..Tally::default()
+    }
+}
+
+/// `MEMBARRIER_CMD_GLOBAL` from `<linux/membarrier.h>` (the libc crate does not export it).
+const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+
+fn grace_periods(count: u64) -> anyhow::Result<Tally> {
+    timed(|tally| {
+        for _ in 0..count {
+            // SAFETY: membarrier with a command and zero flags touches no memory of ours.
+            let done = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+            if done != 0 {
+                return Err(std::io::Error::last_os_error()).context("membarrier");
+            }
+            tally.ops += 1;
+        }
+        Ok(())
+    })
+}
+
+/// 127.0.0.1:`port` as a C socket address.
+fn loopback(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+const SOCKADDR_IN_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as _;
+
+fn connect(port: u16, count: u64) -> anyhow::Result<Tally> {
+    let addr = loopback(port);
+    // A reset on close leaves no TIME_WAIT socket behind: 20,000 connects per run, several runs,
+    // would otherwise use up the ephemeral ports.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    timed(|tally| {
+        for _ in 0..count {
+            // SAFETY: plain socket calls on a descriptor this loop owns and closes.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error()).context("socket");
+                }
+                let connected = libc::connect(fd, (&raw const addr).cast(), SOCKADDR_IN_LEN) == 0;
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&raw const linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+                libc::close(fd);
+                if connected {
+                    tally.ops += 1;
+                } else {
+                    tally.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn udp(port: u16, count: u64) -> anyhow::Result<Tally> {
+    let addr = loopback(port);
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    let byte = [0u8; 1];
+    // Unconnected: every sendto carries its destination, so guard's sendmsg4 hook runs on each.
+    let result = timed(|tally| {
+        for _ in 0..count {
+            // SAFETY: the buffer and address outlive the call.
+            let sent = unsafe {
+                libc::sendto(
+                    fd,
+                    byte.as_ptr().cast(),
+                    byte.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    SOCKADDR_IN_LEN,
+                )
+            };
+            if sent == 1 {
+                tally.ops += 1;
+            } else {
+                tally.failed += 1;
+            }
+        }
+        Ok(())
+    });
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// A program to run with no arguments and an empty environment, prepared once.
+struct Program {
+    path: CString,
+}
+
+impl Program {
+    fn new(path: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            path: CString::new(path).context("NUL in the program path")?,
+        })
+    }
+
+    /// fork+exec and wait; counts the outcome.
+    fn spawn_wait(&self, tally: &mut Tally) -> anyhow::Result<()> {
+        let argv = [self.path.as_ptr(), std::ptr::null()];
+        let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+        let mut pid: libc::pid_t = 0;
+        // posix_spawn is glibc's vfork-style clone+exec, what a shell or an agent's runtime
+        // uses for a tool call.
+        // SAFETY: argv and envp are NULL-terminated arrays of live C strings.
+        let err = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.path.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            )
+        };
+        if err != 0 {
+            tally.failed += 1;
+            return Ok(());
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just spawned.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+            return Err(std::io::Error::last_os_error()).context("waitpid");
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            tally.ops += 1;
+        } else if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL {
+            tally.killed += 1;
+        } else {
+            tally.failed += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Spawns `program` until `seconds` have passed; paced to `rate` per second when given.
+fn storm(program: &Program, seconds: f64, rate: Option<f64>) -> anyhow::Result<Tally> {
+    let length = Duration::from_secs_f64(seconds);
+    let interval = rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    timed(|tally| {
+        let start = Instant::now();
+        let mut started: u32 = 0;
+        while start.elapsed() < length {
+            if let Some(interval) = interval {
+                // Paced against the start, not the previous spawn, so a slow spawn is caught up
+                // rather than lowering the rate.
+                let due = interval * started;
+                let now = start.elapsed();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            program.spawn_wait(tally)?;
+            started = started.saturating_add(1);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_line_round_trips() {
+        let tally = Tally {
+            ops: 20_000,
+            ns: 123_456_789,
+            failed: 2,
+            killed: 1,
+        };
+        assert_eq!(tally.to_line(), "ops=20000 ns=123456789 failed=2 killed=1");
+        assert_eq!(
+            Tally::parse(&format!("noise\n{}\n", tally.to_line())).unwrap(),
+            tally
+        );
+        assert!(Tally::parse("nothing here").is_err());
+        assert!(Tally::parse("ops=1 ns=x").is_err());
+        assert!(Tally::parse("ops=1 bogus=2").is_err());
+    }
+
+    #[test]
+    fn getppid_counts_its_calls() {
+        let tally = getppid(1000);
+        assert_eq!(tally.ops, 1000);
+        assert_eq!(tally.failed, 0);
+    }
+}
