@@ -18,6 +18,8 @@ use super::workload::Tally;
 
 /// Traced runs of the warm start.
 pub const RUNS: usize = 8;
+/// Traced runs of the cold start (each after `guard unload`).
+pub const COLD_RUNS: usize = 3;
 /// Grace periods waited for in the RCU measurement.
 const GRACE_PERIODS: u64 = 20;
 /// How many of the most expensive calls the report lists.
@@ -43,35 +45,60 @@ pub struct Profile {
     pub syscall_total: f64,
     /// One `synchronize_rcu()`, measured bare: the mean of [`GRACE_PERIODS`].
     pub grace_period: Option<f64>,
+    /// The same for the cold start, or why it was not traced.
+    pub cold: Result<Vec<Cost>, String>,
 }
 
-/// Traces [`RUNS`] warm starts of `guard_argv` and measures a grace period with the workload
-/// binary.
-pub fn measure(guard_argv: &[String], workload: &Path) -> anyhow::Result<Profile> {
-    eprintln!("bench: tracing {RUNS} warm starts with strace");
-    let trace = std::env::temp_dir().join(format!("guard-bench-strace-{}.txt", std::process::id()));
+/// Traces [`RUNS`] warm and [`COLD_RUNS`] cold starts of `guard_argv` and measures a grace
+/// period with the workload binary.
+pub fn measure(guard: &Path, guard_argv: &[String], workload: &Path) -> anyhow::Result<Profile> {
+    eprintln!("bench: tracing {RUNS} warm and {COLD_RUNS} cold starts with strace");
     let mut runs = Vec::new();
     for _ in 0..RUNS {
-        let status = Command::new("strace")
-            .args(["-f", "-y", "-T", "-qq", "-o"])
-            .arg(&trace)
-            .args(guard_argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("running strace")?;
-        if !status.success() {
-            bail!("strace of `guard exec` failed: {status}");
-        }
-        let text = std::fs::read_to_string(&trace).context("reading the strace output")?;
-        runs.push(per_run(&parse(&text)));
+        runs.push(per_run(&parse(&trace(guard_argv)?)));
     }
-    let _ = std::fs::remove_file(&trace);
+    let cold = trace_cold(guard, guard_argv)
+        .map(|runs| summarize(&runs, None).top)
+        .map_err(|e| format!("{e:#}"));
     let grace_period = grace_period(workload)
         .map_err(|e| eprintln!("bench: grace period not measured: {e:#}"))
         .ok();
-    Ok(summarize(&runs, grace_period))
+    let mut profile = summarize(&runs, grace_period);
+    profile.cold = cold;
+    Ok(profile)
+}
+
+fn trace_cold(
+    guard: &Path,
+    guard_argv: &[String],
+) -> anyhow::Result<Vec<BTreeMap<String, (f64, u64)>>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut runs = Vec::new();
+    for _ in 0..COLD_RUNS {
+        super::startup::unload(guard, deadline)?;
+        runs.push(per_run(&parse(&trace(guard_argv)?)));
+    }
+    Ok(runs)
+}
+
+/// `strace -f -y -T` of one run of `argv`: its output.
+fn trace(argv: &[String]) -> anyhow::Result<String> {
+    let file = std::env::temp_dir().join(format!("guard-bench-strace-{}.txt", std::process::id()));
+    let status = Command::new("strace")
+        .args(["-f", "-y", "-T", "-qq", "-o"])
+        .arg(&file)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running strace")?;
+    let text = std::fs::read_to_string(&file).context("reading the strace output");
+    let _ = std::fs::remove_file(&file);
+    if !status.success() {
+        bail!("strace of `guard exec` failed: {status}");
+    }
+    text
 }
 
 /// The mean time of one RCU grace period, waited for by the workload binary.
@@ -246,6 +273,7 @@ fn summarize(runs: &[BTreeMap<String, (f64, u64)>], grace_period: Option<f64>) -
         top,
         syscall_total: Timing::of(&totals).map_or(0.0, |t| t.median),
         grace_period,
+        cold: Ok(Vec::new()),
     }
 }
 
@@ -268,7 +296,13 @@ pub fn explain(key: &str) -> &'static str {
     } else if key.starts_with("mkdir cgroup") || key.starts_with("rmdir cgroup") {
         "creating and removing the sandbox cgroups (one per v1 hierarchy plus cgroup2)"
     } else if key == "bpf BPF_MAP_CREATE" {
-        "the sandbox's own 1 MiB ring buffer"
+        "the sandbox's own 1 MiB ring buffer (cold: and the probes' maps)"
+    } else if key == "bpf BPF_PROG_LOAD" {
+        "the verifier checking each probe program (cold start only)"
+    } else if key.contains("/sys/kernel/btf/vmlinux") {
+        "reading the kernel's BTF for the struct offsets the exec probe needs (cold start only)"
+    } else if key == "bpf BPF_LINK_CREATE" || key == "perf_event_open" {
+        "attaching the probes (cold start only)"
     } else {
         ""
     }

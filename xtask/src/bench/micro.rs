@@ -6,7 +6,9 @@
 //! order flipping every round, so a noisy neighbour or a frequency change hits both about
 //! equally; on a shared 2-CPU host that matters more than the number of runs.
 
+use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -14,6 +16,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 
 use super::hyperfine::Timing;
+use super::rss::Usage;
 use super::workload::Tally;
 
 /// One micro-benchmark.
@@ -21,12 +24,15 @@ pub struct Case {
     pub label: &'static str,
     /// What one operation is, for the report.
     pub what: &'static str,
-    /// Arguments after `bench-workload`.
+    /// Arguments after `bench-workload`, but for the count, which follows them.
     pub args: Vec<String>,
     /// The operations the workload must report, all successful.
     pub count: u64,
     /// Timed rounds (one bare and one guarded run each).
     pub rounds: u32,
+    /// Bare variants run in the same rounds for comparison: a label and the arguments added
+    /// before the count.
+    pub references: Vec<(&'static str, Vec<String>)>,
 }
 
 /// The measurements of one case.
@@ -41,6 +47,14 @@ pub struct Result {
     /// Whole-process wall times in seconds.
     pub bare_wall: Timing,
     pub guarded_wall: Timing,
+    /// guard's own CPU time per operation in ns (its processes' CPU minus the workload's,
+    /// minus the same for an empty workload, which is guard's start and end): median.
+    pub guard_cpu_ns: f64,
+    /// guard's voluntary context switches per operation, counted the same way: each one a
+    /// wake-up of the supervisor.
+    pub guard_wakeups: f64,
+    /// Loop times of the reference variants, with their labels.
+    pub references: Vec<(&'static str, Timing)>,
 }
 
 impl Result {
@@ -65,6 +79,9 @@ impl Result {
     }
 }
 
+/// The TCP listener's backlog: more than the connects of one run can pile up.
+const BACKLOG: libc::c_int = 4096;
+
 /// Sockets the workloads talk to, owned by the bench for as long as it runs.
 pub struct Listeners {
     pub tcp_port: u16,
@@ -78,6 +95,14 @@ impl Listeners {
     pub fn start() -> anyhow::Result<Self> {
         let tcp = TcpListener::bind("127.0.0.1:0").context("binding the TCP listener")?;
         let tcp_port = tcp.local_addr().context("TCP listener address")?.port();
+        // std listens with a backlog of 128; when the accepting thread falls behind (it shares
+        // two CPUs with the workload and guard), further SYNs are dropped and each costs a
+        // 1 s retransmit, which would swamp the connect time. Listening again raises the
+        // backlog (capped by net.core.somaxconn).
+        // SAFETY: listen on a socket this function owns.
+        if unsafe { libc::listen(tcp.as_raw_fd(), BACKLOG) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("raising the listen backlog");
+        }
         // Accepts and drops every connection. The thread lives until xtask exits: it holds
         // nothing but the listening socket.
         std::thread::spawn(move || {
@@ -123,32 +148,67 @@ impl Runner<'_> {
         command
     }
 
-    /// Runs `case` bare and guarded, interleaved, after one untimed round.
+    /// Runs `case` bare and guarded, interleaved, after one untimed round; each round also
+    /// runs the workload guarded with a count of 0, so guard's fixed CPU is known.
     pub fn measure(&self, case: &Case) -> anyhow::Result<Result> {
         eprintln!("bench: {} ({} rounds)", case.label, case.rounds);
-        let mut samples = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        let with_count = |extra: &[String], count: u64| {
+            let mut args = case.args.clone();
+            args.extend_from_slice(extra);
+            args.push(count.to_string());
+            args
+        };
+        let (args, empty) = (with_count(&[], case.count), with_count(&[], 0));
+        let mut samples: [Vec<f64>; 6] = Default::default();
+        let mut references: Vec<Vec<f64>> = vec![Vec::new(); case.references.len()];
         for round in 0..=case.rounds {
+            for ((label, extra), times) in case.references.iter().zip(&mut references) {
+                let run = run_workload(&mut self.bare(&with_count(extra, case.count)))
+                    .with_context(|| format!("{} ({label})", case.label))?;
+                check(&run.tally, case.count)?;
+                if round > 0 {
+                    times.push(run.tally.ns as f64 / 1e9);
+                }
+            }
             let guarded_first = round % 2 == 1;
+            let mut guard_share = Usage::default();
             for guarded in [guarded_first, !guarded_first] {
                 let mut command = if guarded {
-                    self.guarded(&case.args, None)
+                    self.guarded(&args, None)
                 } else {
-                    self.bare(&case.args)
+                    self.bare(&args)
                 };
-                let (tally, wall) = run_workload(&mut command)
-                    .with_context(|| format!("{} ({})", case.label, which(guarded)))?;
-                check(&tally, case.count)
-                    .with_context(|| format!("{} ({})", case.label, which(guarded)))?;
+                let context = || format!("{} ({})", case.label, which(guarded));
+                let run = run_workload(&mut command).with_context(context)?;
+                check(&run.tally, case.count).with_context(context)?;
+                if guarded {
+                    guard_share = run.guard_share();
+                }
                 if round == 0 {
                     continue;
                 }
                 let base = if guarded { 2 } else { 0 };
-                samples[base].push(tally.ns as f64 / 1e9);
-                samples[base + 1].push(wall);
+                samples[base].push(run.tally.ns as f64 / 1e9);
+                samples[base + 1].push(run.wall);
+            }
+            let fixed = run_workload(&mut self.guarded(&empty, None))
+                .with_context(|| format!("{} (guarded, empty)", case.label))?
+                .guard_share();
+            if round > 0 {
+                let per_op =
+                    |total: u64, fixed: u64| total.saturating_sub(fixed) as f64 / case.count as f64;
+                samples[4].push(per_op(guard_share.cpu_ns, fixed.cpu_ns));
+                samples[5].push(per_op(guard_share.vcsw, fixed.vcsw));
             }
         }
-        let [bare_loop, bare_wall, guarded_loop, guarded_wall] =
-            samples.map(|s| Timing::of(&s).context("no samples"));
+        let [
+            bare_loop,
+            bare_wall,
+            guarded_loop,
+            guarded_wall,
+            cpu,
+            wakeups,
+        ] = samples.map(|s| Timing::of(&s).context("no samples"));
         Ok(Result {
             label: case.label,
             what: case.what,
@@ -158,12 +218,20 @@ impl Runner<'_> {
             guarded_loop: guarded_loop?,
             bare_wall: bare_wall?,
             guarded_wall: guarded_wall?,
+            guard_cpu_ns: cpu?.median,
+            guard_wakeups: wakeups?.median,
+            references: case
+                .references
+                .iter()
+                .zip(references)
+                .map(|((label, _), times)| Ok((*label, Timing::of(&times).context("no samples")?)))
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 
     /// Runs the workload `args` once under guard with an audit log.
-    pub fn guarded_once(&self, args: &[String], audit_log: &Path) -> anyhow::Result<Tally> {
-        run_workload(&mut self.guarded(args, Some(audit_log))).map(|(tally, _)| tally)
+    pub fn guarded_once(&self, args: &[String], audit_log: &Path) -> anyhow::Result<Run> {
+        run_workload(&mut self.guarded(args, Some(audit_log)))
     }
 }
 
@@ -171,25 +239,69 @@ fn which(guarded: bool) -> &'static str {
     if guarded { "guarded" } else { "bare" }
 }
 
-/// Runs a workload to its end: its tally and the wall time in seconds.
-fn run_workload(command: &mut Command) -> anyhow::Result<(Tally, f64)> {
+/// One finished workload process.
+pub struct Run {
+    pub tally: Tally,
+    /// Wall time in seconds.
+    pub wall: f64,
+    /// The process tree's usage from `wait4`: for a guarded run, guard, its sentinel and the
+    /// workload.
+    pub usage: Usage,
+}
+
+impl Run {
+    /// The part of the tree's usage that is not the workload's: guard's, for a guarded run.
+    pub fn guard_share(&self) -> Usage {
+        Usage {
+            cpu_ns: self.usage.cpu_ns.saturating_sub(self.tally.cpu_ns),
+            vcsw: self.usage.vcsw.saturating_sub(self.tally.vcsw),
+            sys_ns: 0,
+        }
+    }
+}
+
+/// Runs a workload to its end.
+fn run_workload(command: &mut Command) -> anyhow::Result<Run> {
     let start = Instant::now();
-    let output = command
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("starting {:?}", command.get_program()))?;
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Reaped here for its rusage, which `Child::wait` does not give; the workload prints one
+    // line and guard a few, far less than a pipe holds, so nothing blocks on a full pipe.
+    // SAFETY: both pointers are to live locals of the types wait4 expects.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed().as_secs_f64();
-    if !output.status.success() {
+    if reaped != pid {
+        return Err(std::io::Error::last_os_error()).context("wait4 failed");
+    }
+    let read = |pipe: Option<&mut dyn Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    };
+    let stdout = read(child.stdout.as_mut().map(|p| p as &mut dyn Read));
+    let stderr = read(child.stderr.as_mut().map(|p| p as &mut dyn Read));
+    drop(child);
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!(
-            "exited with {}; stderr: {}",
-            output.status,
-            super::command::one_line(&String::from_utf8_lossy(&output.stderr))
+            "exited with wait status {status:#x}; stderr: {}",
+            super::command::one_line(&stderr)
         );
     }
-    Ok((
-        Tally::parse(&String::from_utf8_lossy(&output.stdout))?,
+    Ok(Run {
+        tally: Tally::parse(&stdout)?,
         wall,
-    ))
+        usage: Usage::from_rusage(&usage),
+    })
 }
 
 /// Every operation must have succeeded: a denied connect is fast and would flatter guard.
@@ -230,6 +342,9 @@ mod tests {
             guarded_loop: timing(0.0012),
             bare_wall: timing(0.002),
             guarded_wall: timing(0.006),
+            guard_cpu_ns: 0.0,
+            guard_wakeups: 0.0,
+            references: Vec::new(),
         };
         assert!((result.loop_ratio() - 1.2).abs() < 1e-9);
         assert!((result.wall_ratio() - 3.0).abs() < 1e-9);
@@ -244,6 +359,7 @@ mod tests {
             ns: 1,
             failed: 0,
             killed: 0,
+            ..Tally::default()
         };
         assert!(check(&ok, 5).is_ok());
         assert!(check(&ok, 6).is_err());

@@ -129,7 +129,11 @@ pub fn render(r: &Results<'_>) -> String {
          the workload binary and the bench's own ports on 127.0.0.1), alternating, the order \
          flipped every round, after one untimed round. \"Loop\" is the workload's own timing of \
          its loop, so guard's start-up is not in it; \"wall\" is the whole process, start-up \
-         included. Every operation must succeed in every run.\n\n"
+         included. Every operation must succeed in every run. \"guard CPU\" and \"wake-ups\" \
+         are guard's processes' CPU time and voluntary context switches (from `wait4`, minus \
+         the workload's own, minus the same for the workload with a count of 0, which is \
+         guard's fixed start and end) per operation: the supervisor's work on the probes' \
+         records, which runs beside the workload on the other CPU.\n\n"
     );
     out.push_str(&micro_table(r.micro));
     out.push('\n');
@@ -271,9 +275,13 @@ fn cold_section(start: &Startup) -> String {
     let _ = writeln!(
         out,
         "\n- peak RSS of the cold guard runs: median {}, max {} (the probe object, the \
-         kernel's BTF parsed for the offsets the probes need, and the loader's buffers).",
+         kernel's BTF parsed for the offsets the probes need, and the loader's buffers).\n\
+         - CPU time of a cold guard run (guard and its children): median {}, of which {} in \
+         the kernel (the verifier, map and link creation).",
         mib(median_of(&cold.guard_rss_kib)),
-        mib(cold.guard_rss_kib.last().copied().unwrap_or(0))
+        mib(cold.guard_rss_kib.last().copied().unwrap_or(0)),
+        ms(cold.guard_cpu),
+        ms(cold.guard_sys),
     );
     out
 }
@@ -287,6 +295,8 @@ fn micro_table(results: &[micro::Result]) -> String {
         "added per op",
         "bare per op",
         "× (wall, start-up incl.)",
+        "guard CPU per op",
+        "guard wake-ups per op",
     ]);
     for m in results {
         table.row(vec![
@@ -297,9 +307,26 @@ fn micro_table(results: &[micro::Result]) -> String {
             format!("{:.0} ns", m.overhead_ns()),
             format!("{:.0} ns", m.bare_ns()),
             format!("{:.3}×", m.wall_ratio()),
+            format!("{:.0} ns", m.guard_cpu_ns),
+            format!("{:.2}", m.guard_wakeups),
         ]);
     }
-    table.render()
+    let mut out = table.render();
+    for m in results {
+        for (label, t) in &m.references {
+            out.push_str(&format!(
+                "\n- {}, {label}: {} ({:.3}× bare; guard's filter: {:.3}× bare)",
+                m.label,
+                spread(t),
+                t.median / m.bare_loop.median,
+                m.loop_ratio(),
+            ));
+        }
+    }
+    if results.iter().any(|m| !m.references.is_empty()) {
+        out.push('\n');
+    }
+    out
 }
 
 fn storm_table(storms: &[Storm]) -> String {
@@ -311,6 +338,7 @@ fn storm_table(storms: &[Storm]) -> String {
         "execs without a record",
         "lost (reported by guard)",
         "killed",
+        "guard CPU per record",
     ]);
     for s in storms {
         table.row(vec![
@@ -322,6 +350,20 @@ fn storm_table(storms: &[Storm]) -> String {
             s.missing().to_string(),
             s.audit.lost.to_string(),
             s.tally.killed.to_string(),
+            duration(s.guard_cpu_per_record() / 1e9),
+        ]);
+    }
+    table.render()
+}
+
+fn cost_table(costs: &[limits::Cost]) -> String {
+    let mut table = Table::new(&["call", "time per run", "calls per run", "why"]);
+    for cost in costs {
+        table.row(vec![
+            format!("`{}`", cost.key),
+            duration(cost.median),
+            cost.calls.to_string(),
+            limits::explain(&cost.key).to_string(),
         ]);
     }
     table.render()
@@ -340,17 +382,22 @@ fn limits_section(r: &Results<'_>) -> String {
         profile.runs,
         duration(profile.syscall_total)
     );
-    let mut table = Table::new(&["call", "time per run", "calls per run", "why"]);
-    for cost in &profile.top {
-        table.row(vec![
-            format!("`{}`", cost.key),
-            duration(cost.median),
-            cost.calls.to_string(),
-            limits::explain(&cost.key).to_string(),
-        ]);
-    }
-    out.push_str(&table.render());
+    out.push_str(&cost_table(&profile.top));
     out.push('\n');
+    match &profile.cold {
+        Ok(cold) => {
+            let _ = writeln!(
+                out,
+                "The same for the cold start ({} runs, each after `guard unload`):\n",
+                limits::COLD_RUNS
+            );
+            out.push_str(&cost_table(cold));
+            out.push('\n');
+        }
+        Err(why) => {
+            let _ = writeln!(out, "The cold start was not traced: {why}.\n");
+        }
+    }
     if let Some(gp) = profile.grace_period {
         let _ = writeln!(
             out,

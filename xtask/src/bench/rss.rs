@@ -21,10 +21,53 @@ pub fn peak_samples(
     Ok(samples)
 }
 
-/// One run of a command: wall time and peak RSS.
+/// One run of a command: wall time, peak RSS and CPU.
 pub struct Measured {
     pub seconds: f64,
     pub peak_kib: u64,
+    pub usage: Usage,
+}
+
+/// CPU time and voluntary context switches (each one a wait: for I/O, a pipe, a lock, a
+/// grace period) from an rusage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// User plus system time in nanoseconds.
+    pub cpu_ns: u64,
+    pub vcsw: u64,
+    /// System time alone, in nanoseconds.
+    pub sys_ns: u64,
+}
+
+impl Usage {
+    pub fn from_rusage(usage: &libc::rusage) -> Self {
+        let ns = |t: libc::timeval| {
+            u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(t.tv_usec).unwrap_or(0) * 1000
+        };
+        Self {
+            cpu_ns: ns(usage.ru_utime) + ns(usage.ru_stime),
+            vcsw: u64::try_from(usage.ru_nvcsw).unwrap_or(0),
+            sys_ns: ns(usage.ru_stime),
+        }
+    }
+
+    /// This process's usage plus that of the children it waited for.
+    pub fn own() -> Self {
+        let get = |who| {
+            // SAFETY: a zeroed rusage is a valid value; getrusage fills it.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid `who` and a pointer to a live rusage.
+            unsafe { libc::getrusage(who, &mut usage) };
+            Self::from_rusage(&usage)
+        };
+        let (me, children) = (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN));
+        Self {
+            cpu_ns: me.cpu_ns + children.cpu_ns,
+            vcsw: me.vcsw + children.vcsw,
+            sys_ns: me.sys_ns + children.sys_ns,
+        }
+    }
 }
 
 /// Runs `argv` once (output discarded) and fails unless it exits 0.
@@ -73,6 +116,7 @@ pub fn measure(argv: &[String], env: &[(&str, &str)]) -> anyhow::Result<Measured
         seconds,
         // ru_maxrss is in KiB on Linux.
         peak_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        usage: Usage::from_rusage(&usage),
     })
 }
 
@@ -110,6 +154,24 @@ mod tests {
         let status = "Name:\tguard\nVmPeak:\t   20000 kB\nVmHWM:\t    6144 kB\nVmRSS:\t 5000 kB\n";
         assert_eq!(vm_hwm_kib(status), Some(6144));
         assert_eq!(vm_hwm_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn usage_from_rusage() {
+        // SAFETY: a zeroed rusage is a valid value.
+        let mut raw: libc::rusage = unsafe { std::mem::zeroed() };
+        raw.ru_utime.tv_sec = 1;
+        raw.ru_utime.tv_usec = 5;
+        raw.ru_stime.tv_usec = 10;
+        raw.ru_nvcsw = 3;
+        assert_eq!(
+            Usage::from_rusage(&raw),
+            Usage {
+                cpu_ns: 1_000_015_000,
+                vcsw: 3,
+                sys_ns: 10_000
+            }
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct Cold {
     pub guard_rss_kib: Vec<u64>,
     /// Cold guard runs thrown away because another guard had loaded the probes first.
     pub discarded: u32,
+    /// Median CPU time of the cold guard runs (guard's tree), and its system part, seconds.
+    pub guard_cpu: f64,
+    pub guard_sys: f64,
 }
 
 pub struct Startup {
@@ -320,6 +323,7 @@ fn measure_cold(guard: &Path) -> anyhow::Result<Cold> {
     let bwrap_argv = bwrap_argv();
     let deadline = Instant::now() + UNLOAD_PATIENCE;
     let (mut bare, mut cold, mut bwrap, mut rss_kib) = (vec![], vec![], vec![], vec![]);
+    let (mut cpu, mut sys) = (vec![], vec![]);
     let mut discarded = 0;
     let mut attempts = 0;
     while cold.len() < COLD_ROUNDS {
@@ -335,6 +339,8 @@ fn measure_cold(guard: &Path) -> anyhow::Result<Cold> {
         if loaded_probes(&log)? {
             cold.push(run.seconds);
             rss_kib.push(run.peak_kib);
+            cpu.push(run.usage.cpu_ns as f64 / 1e9);
+            sys.push(run.usage.sys_ns as f64 / 1e9);
         } else {
             discarded += 1;
         }
@@ -351,11 +357,13 @@ fn measure_cold(guard: &Path) -> anyhow::Result<Cold> {
         bwrap: stats(&bwrap)?,
         guard_rss_kib: rss_kib,
         discarded,
+        guard_cpu: stats(&cpu)?.median,
+        guard_sys: stats(&sys)?.median,
     })
 }
 
 /// `guard unload`, retried while other guard processes use the probes.
-fn unload(guard: &Path, deadline: Instant) -> anyhow::Result<()> {
+pub fn unload(guard: &Path, deadline: Instant) -> anyhow::Result<()> {
     loop {
         let status = Command::new(guard)
             .arg("unload")

@@ -25,6 +25,8 @@ pub struct Storm {
     pub paced: Option<f64>,
     pub tally: Tally,
     pub audit: AuditCount,
+    /// CPU time of guard's own processes over the whole run (start-up included), in ns.
+    pub guard_cpu_ns: u64,
 }
 
 impl Storm {
@@ -32,6 +34,12 @@ impl Storm {
     pub fn rate(&self) -> f64 {
         let execs = self.tally.ops + self.tally.killed + self.tally.failed;
         execs as f64 / (self.tally.ns as f64 / 1e9)
+    }
+
+    /// guard's CPU time per exec record, in ns: what turning one probe record into an audit
+    /// line costs the supervisor.
+    pub fn guard_cpu_per_record(&self) -> f64 {
+        self.guard_cpu_ns as f64 / self.audit.execs.max(1) as f64
     }
 
     /// Execs the loop did that have no record: the loop's count minus the records, never
@@ -97,7 +105,7 @@ fn one(runner: &Runner<'_>, paced: Option<f64>) -> anyhow::Result<Storm> {
         "bench: exec storm, {SECONDS} s, {}",
         paced.map_or("as fast as it goes".to_string(), |r| format!("{r}/s"))
     );
-    let tally = runner.guarded_once(&args, &log).context("exec storm")?;
+    let run = runner.guarded_once(&args, &log).context("exec storm")?;
     let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()));
     let _ = std::fs::remove_file(&log);
     let canonical = std::fs::canonicalize(PROGRAM)
@@ -105,8 +113,9 @@ fn one(runner: &Runner<'_>, paced: Option<f64>) -> anyhow::Result<Storm> {
         .unwrap_or_else(|_| PROGRAM.to_string());
     Ok(Storm {
         paced,
-        tally,
+        tally: run.tally,
         audit: count(&text?, PROGRAM, &canonical),
+        guard_cpu_ns: run.guard_share().cpu_ns,
     })
 }
 
@@ -144,14 +153,17 @@ not json
                 ns: 2_000_000_000,
                 failed: 0,
                 killed: 10,
+                ..Tally::default()
             },
             audit: AuditCount {
                 execs: 9_000,
                 lost: 1_000,
                 records: 9_003,
             },
+            guard_cpu_ns: 90_000_000,
         };
         assert_eq!(storm.rate(), 5_000.0);
         assert_eq!(storm.missing(), 1_000);
+        assert_eq!(storm.guard_cpu_per_record(), 10_000.0);
     }
 }

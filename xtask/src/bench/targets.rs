@@ -202,12 +202,14 @@ mod tests {
                 ns: (seconds * 1e9) as u64,
                 failed: 0,
                 killed: 0,
+                ..Tally::default()
             },
             audit: AuditCount {
                 execs: records,
                 lost: 0,
                 records: records + 2,
             },
+            guard_cpu_ns: 0,
         }
     }
 

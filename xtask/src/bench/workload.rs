@@ -3,8 +3,10 @@
 //! arguments.
 //!
 //! Each workload times its own loop with a monotonic clock and prints one line,
-//! `ops=<N> ns=<loop time> failed=<F> killed=<K>`, so the bench can compare the cost of the
-//! operation itself, without guard's start-up, next to the whole run's wall time. The loops
+//! `ops=<N> ns=<loop time> failed=<F> killed=<K> cpu_ns=<C> vcsw=<V>`, so the bench can compare
+//! the cost of the operation itself, without guard's start-up, next to the whole run's wall
+//! time; `cpu_ns` and `vcsw` (its own and its children's CPU time and voluntary context
+//! switches) let the bench tell guard's share of a guarded run's CPU from the workload's. The loops
 //! call libc directly: std's wrappers add allocation and error mapping, and python's
 //! interpreter would swamp a 100 ns system call.
 
@@ -12,6 +14,8 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+use super::rss::Usage;
 
 /// `cargo xtask bench-workload` arguments.
 #[derive(Debug, clap::Args)]
@@ -23,7 +27,12 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Kind {
     /// `getppid()` COUNT times: a system call the seccomp filter allows unconditionally.
-    Getppid { count: u64 },
+    Getppid {
+        /// Install this seccomp filter first (a reference for what guard's filter costs).
+        #[arg(long, value_enum)]
+        filter: Option<Filter>,
+        count: u64,
+    },
     /// COUNT TCP connects to 127.0.0.1:PORT, each closed with a reset.
     Connect { port: u16, count: u64 },
     /// COUNT one-byte UDP datagrams from one unconnected socket to 127.0.0.1:PORT.
@@ -43,6 +52,17 @@ enum Kind {
     },
 }
 
+/// Reference seccomp filters for the getppid workload.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Filter {
+    /// One instruction, `return ALLOW`: every syscall constant-allowed, so the kernel's action
+    /// cache answers without running it. The floor of any seccomp filter.
+    Allow,
+    /// Loads the first argument, then allows: the kernel cannot prove the result constant, so
+    /// the filter runs on every call (what a filter that defeats the cache costs).
+    Uncached,
+}
+
 /// What one workload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tally {
@@ -54,14 +74,18 @@ pub struct Tally {
     pub failed: u64,
     /// Spawned processes killed by SIGKILL (guard's exec probe kills rather than denies).
     pub killed: u64,
+    /// CPU time (user and system) of the workload and the children it waited for, in ns.
+    pub cpu_ns: u64,
+    /// Voluntary context switches of the workload and its children.
+    pub vcsw: u64,
 }
 
 impl Tally {
     /// The line a workload prints.
     pub fn to_line(self) -> String {
         format!(
-            "ops={} ns={} failed={} killed={}",
-            self.ops, self.ns, self.failed, self.killed
+            "ops={} ns={} failed={} killed={} cpu_ns={} vcsw={}",
+            self.ops, self.ns, self.failed, self.killed, self.cpu_ns, self.vcsw
         )
     }
 
@@ -85,6 +109,8 @@ impl Tally {
                 "ns" => tally.ns = value,
                 "failed" => tally.failed = value,
                 "killed" => tally.killed = value,
+                "cpu_ns" => tally.cpu_ns = value,
+                "vcsw" => tally.vcsw = value,
                 _ => bail!("unknown field `{key}`"),
             }
         }
@@ -93,8 +119,13 @@ impl Tally {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let tally = match &args.kind {
-        Kind::Getppid { count } => getppid(*count),
+    let mut tally = match &args.kind {
+        Kind::Getppid { filter, count } => {
+            if let Some(filter) = filter {
+                install(*filter)?;
+            }
+            getppid(*count)
+        }
         Kind::Connect { port, count } => connect(*port, *count)?,
         Kind::Udp { port, count } => udp(*port, *count)?,
         Kind::Rcu { count } => grace_periods(*count)?,
@@ -113,6 +144,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             rate,
         } => storm(&Program::new(program)?, *seconds, *rate)?,
     };
+    let usage = Usage::own();
+    tally.cpu_ns = usage.cpu_ns;
+    tally.vcsw = usage.vcsw;
     println!("{}", tally.to_line());
     Ok(())
 }
@@ -144,6 +178,49 @@ fn getppid(count: u64) -> Tally {
         ns: nanos(start.elapsed()),
         ..Tally::default()
     }
+}
+
+/// Installs a reference seccomp filter on this process.
+fn install(filter: Filter) -> anyhow::Result<()> {
+    // `struct seccomp_data`: nr (4 bytes), arch (4), instruction_pointer (8), then args.
+    const ARGS_OFFSET: u32 = 16;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let ret_allow = libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: RET_ALLOW,
+    };
+    let load_arg = libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: ARGS_OFFSET,
+    };
+    let program: Vec<libc::sock_filter> = match filter {
+        Filter::Allow => vec![ret_allow],
+        Filter::Uncached => vec![load_arg, ret_allow],
+    };
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).context("filter too long")?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments; seccomp reads `fprog`, which outlives the call.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error()).context("PR_SET_NO_NEW_PRIVS");
+        }
+        if libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const fprog,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("installing the seccomp filter");
+        }
+    }
+    Ok(())
 }
 
 /// `MEMBARRIER_CMD_GLOBAL` from `<linux/membarrier.h>` (the libc crate does not export it).
@@ -335,8 +412,13 @@ mod tests {
             ns: 123_456_789,
             failed: 2,
             killed: 1,
+            cpu_ns: 5,
+            vcsw: 6,
         };
-        assert_eq!(tally.to_line(), "ops=20000 ns=123456789 failed=2 killed=1");
+        assert_eq!(
+            tally.to_line(),
+            "ops=20000 ns=123456789 failed=2 killed=1 cpu_ns=5 vcsw=6"
+        );
         assert_eq!(
             Tally::parse(&format!("noise\n{}\n", tally.to_line())).unwrap(),
             tally
