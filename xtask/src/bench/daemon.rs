@@ -58,12 +58,16 @@ impl Daemon {
         let config = dir.join("daemon.toml");
         std::fs::write(&config, config_text(&socket, &dir.join("audit.jsonl")))
             .with_context(|| format!("writing {}", config.display()))?;
+        // Its log goes to a file: one line per sandbox would bury the bench's own output.
+        let log = std::fs::File::create(dir.join("daemon.log"))
+            .with_context(|| format!("creating the daemon log in {}", dir.display()))?;
         let child = Command::new(guard)
             .arg("daemon")
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} daemon", guard.display()))?;
         let mut daemon = Self { child, socket, dir };
@@ -78,7 +82,11 @@ impl Daemon {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait().context("waiting for the daemon")? {
-                bail!("guard daemon exited before it listened: {status}");
+                let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+                bail!(
+                    "guard daemon exited before it listened: {status}; its log: {}",
+                    super::command::one_line(&log)
+                );
             }
             if Instant::now() > deadline {
                 bail!(

@@ -44,33 +44,35 @@ pub struct Result {
     /// Loop times in seconds.
     pub bare_loop: Timing,
     pub guarded_loop: Timing,
-    /// Whole-process wall times in seconds.
-    pub bare_wall: Timing,
-    pub guarded_wall: Timing,
     /// guard's own CPU time per operation in ns (its processes' CPU minus the workload's,
     /// minus the same for an empty workload, which is guard's start and end): median.
     pub guard_cpu_ns: f64,
     /// guard's voluntary context switches per operation, counted the same way: each one a
     /// wake-up of the supervisor.
     pub guard_wakeups: f64,
-    /// Loop times of the reference variants, with their labels.
-    pub references: Vec<(&'static str, Timing)>,
+    /// Guarded over bare, loop and wall time: the median of the ratios of each round's pair,
+    /// which cancels drift of the host between rounds better than a ratio of medians.
+    pub paired_loop_ratio: f64,
+    pub paired_wall_ratio: f64,
+    /// The reference variants: label, loop times, and the median paired ratio to bare.
+    pub references: Vec<(&'static str, Timing, f64)>,
 }
 
 impl Result {
     /// Guarded over bare loop time: the per-operation cost ratio.
     pub fn loop_ratio(&self) -> f64 {
-        self.guarded_loop.median / self.bare_loop.median
+        self.paired_loop_ratio
     }
 
     /// Guarded over bare wall time, guard's start-up included.
     pub fn wall_ratio(&self) -> f64 {
-        self.guarded_wall.median / self.bare_wall.median
+        self.paired_wall_ratio
     }
 
-    /// What guard adds to one operation, in nanoseconds (median loop times).
+    /// What guard adds to one operation, in nanoseconds: the bare cost times the ratio's
+    /// excess, so it agrees with the ratio in sign.
     pub fn overhead_ns(&self) -> f64 {
-        (self.guarded_loop.median - self.bare_loop.median) * 1e9 / self.count as f64
+        self.bare_ns() * (self.loop_ratio() - 1.0)
     }
 
     /// The bare cost of one operation, in nanoseconds.
@@ -201,14 +203,20 @@ impl Runner<'_> {
                 samples[5].push(per_op(guard_share.vcsw, fixed.vcsw));
             }
         }
-        let [
-            bare_loop,
-            bare_wall,
-            guarded_loop,
-            guarded_wall,
-            cpu,
-            wakeups,
-        ] = samples.map(|s| Timing::of(&s).context("no samples"));
+        let paired_loop_ratio = paired_median(&samples[2], &samples[0]);
+        let paired_wall_ratio = paired_median(&samples[3], &samples[1]);
+        let references = case
+            .references
+            .iter()
+            .zip(references)
+            .map(|((label, _), times)| {
+                let ratio = paired_median(&times, &samples[0]);
+                Ok((*label, Timing::of(&times).context("no samples")?, ratio))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        // Wall times (indices 1 and 3) only count as ratios.
+        let [bare_loop, _, guarded_loop, _, cpu, wakeups] =
+            samples.map(|s| Timing::of(&s).context("no samples"));
         Ok(Result {
             label: case.label,
             what: case.what,
@@ -216,16 +224,11 @@ impl Runner<'_> {
             rounds: case.rounds,
             bare_loop: bare_loop?,
             guarded_loop: guarded_loop?,
-            bare_wall: bare_wall?,
-            guarded_wall: guarded_wall?,
             guard_cpu_ns: cpu?.median,
             guard_wakeups: wakeups?.median,
-            references: case
-                .references
-                .iter()
-                .zip(references)
-                .map(|((label, _), times)| Ok((*label, Timing::of(&times).context("no samples")?)))
-                .collect::<anyhow::Result<_>>()?,
+            paired_loop_ratio,
+            paired_wall_ratio,
+            references,
         })
     }
 
@@ -233,6 +236,12 @@ impl Runner<'_> {
     pub fn guarded_once(&self, args: &[String], audit_log: &Path) -> anyhow::Result<Run> {
         run_workload(&mut self.guarded(args, Some(audit_log)))
     }
+}
+
+/// The median of `guarded[i] / bare[i]`: each round's pair ran back to back.
+fn paired_median(guarded: &[f64], bare: &[f64]) -> f64 {
+    let ratios: Vec<f64> = guarded.iter().zip(bare).map(|(g, b)| g / b).collect();
+    Timing::of(&ratios).map_or(f64::NAN, |t| t.median)
 }
 
 fn which(guarded: bool) -> &'static str {
@@ -340,16 +349,25 @@ mod tests {
             rounds: 1,
             bare_loop: timing(0.001),
             guarded_loop: timing(0.0012),
-            bare_wall: timing(0.002),
-            guarded_wall: timing(0.006),
             guard_cpu_ns: 0.0,
             guard_wakeups: 0.0,
+            paired_loop_ratio: 1.2,
+            paired_wall_ratio: 3.0,
             references: Vec::new(),
         };
         assert!((result.loop_ratio() - 1.2).abs() < 1e-9);
         assert!((result.wall_ratio() - 3.0).abs() < 1e-9);
         assert!((result.overhead_ns() - 200.0).abs() < 1e-6);
         assert!((result.bare_ns() - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pairs_are_compared_round_by_round() {
+        // The host slowed down in the last round; each pair still says 1.1×.
+        let bare = [1.0, 1.0, 3.0];
+        let guarded = [1.1, 1.1, 3.3];
+        assert!((paired_median(&guarded, &bare) - 1.1).abs() < 1e-9);
+        assert!(paired_median(&[], &[]).is_nan());
     }
 
     #[test]

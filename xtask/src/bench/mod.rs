@@ -8,13 +8,15 @@
 //! - [`micro`]: getppid, TCP connect, UDP send and fork+exec loops bare and guarded
 //!   ([`workload`] is the program they run);
 //! - [`storm`]: an exec storm under `--audit-log`, execs counted against audit records;
-//! - [`limits`]: where a warm start spends its time.
+//! - [`limits`]: where a warm and a cold start spend their time, and [`findings`]: what
+//!   that and the rest say limits guard.
 //!
 //! The results are checked against issue #7's targets ([`targets`]), printed, and written to
 //! `docs/benchmarks.md` ([`report`]).
 
 mod command;
 mod daemon;
+mod findings;
 mod hyperfine;
 mod limits;
 mod machine;
@@ -165,7 +167,7 @@ fn micro_cases(listeners: &micro::Listeners) -> Vec<micro::Case> {
                    (the connect4 hook runs on each)",
             args: args(&["connect", &tcp]),
             count: 20_000,
-            rounds: 5,
+            rounds: 7,
             references: Vec::new(),
         },
         micro::Case {
@@ -183,7 +185,7 @@ fn micro_cases(listeners: &micro::Listeners) -> Vec<micro::Case> {
                    each)",
             args: args(&["spawn", "/bin/true"]),
             count: 2_000,
-            rounds: 5,
+            rounds: 7,
             references: Vec::new(),
         },
     ]

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::findings;
 use super::limits::{self, Profile};
 use super::machine::Machine;
 use super::micro;
@@ -129,7 +130,8 @@ pub fn render(r: &Results<'_>) -> String {
          the workload binary and the bench's own ports on 127.0.0.1), alternating, the order \
          flipped every round, after one untimed round. \"Loop\" is the workload's own timing of \
          its loop, so guard's start-up is not in it; \"wall\" is the whole process, start-up \
-         included. Every operation must succeed in every run. \"guard CPU\" and \"wake-ups\" \
+         included; each ratio is the median of the rounds' guarded ÷ bare pairs. Every operation \
+         must succeed in every run. \"guard CPU\" and \"wake-ups\" \
          are guard's processes' CPU time and voluntary context switches (from `wait4`, minus \
          the workload's own, minus the same for the workload with a count of 0, which is \
          guard's fixed start and end) per operation: the supervisor's work on the probes' \
@@ -159,6 +161,10 @@ pub fn render(r: &Results<'_>) -> String {
     out.push_str(&storm_table(r.storms));
 
     out.push_str("\n## What limits guard\n\n");
+    for finding in findings::findings(r.startup, r.micro, r.storms, r.profile.ok()) {
+        let _ = writeln!(out, "- {finding}");
+    }
+    out.push_str("\n### Where a start spends its time\n\n");
     out.push_str(&limits_section(r));
 
     out.push_str("\n## What each start-up row measures\n\n");
@@ -313,12 +319,11 @@ fn micro_table(results: &[micro::Result]) -> String {
     }
     let mut out = table.render();
     for m in results {
-        for (label, t) in &m.references {
+        for (label, t, r) in &m.references {
             out.push_str(&format!(
-                "\n- {}, {label}: {} ({:.3}× bare; guard's filter: {:.3}× bare)",
+                "\n- {}, {label}: {} ({r:.3}× bare; under guard: {:.3}× bare)",
                 m.label,
                 spread(t),
-                t.median / m.bare_loop.median,
                 m.loop_ratio(),
             ));
         }
