@@ -84,13 +84,14 @@ pub fn findings(
     if let Some(s) = storms.first() {
         let fits = f64::from(limits::RING_BYTES) / f64::from(limits::EXEC_RECORD_BYTES);
         out.push(format!(
-            "**Audit under an exec storm**: the fastest loop here ran {:.0} execs/s ({}), \
-             losing {} records. The supervisor spends {} of CPU per exec record with \
+            "**Audit under an exec storm**: the storm's loops ran {:.0} execs/s ({}), and {} \
+             records were lost. The supervisor spends {} of CPU per exec record with \
              `--audit-log`, so one CPU keeps up with about {:.0} records/s; the 1 MiB ring \
              holds about {:.0} exec records, {:.2} s of backlog at {:.0}/s.",
             s.rate(),
             if s.rate() < storm::TARGET_RATE {
-                "bare fork+exec alone does not reach 5,000/s on this host"
+                "one loop per CPU; bare fork+exec of `/bin/true` alone does not reach 5,000/s on \
+                 this host"
             } else {
                 "above the target rate"
             },
@@ -144,4 +145,55 @@ fn warm_start(start: &Startup, p: &Profile) -> Vec<String> {
          with IPIs to every CPU)."
             .to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::hyperfine::Timing;
+    use crate::bench::storm::AuditCount;
+    use crate::bench::workload::Tally;
+
+    #[test]
+    fn findings_quote_the_measurements() {
+        let start = Startup {
+            rows: Vec::new(),
+            cold: Err("not run".into()),
+            daemon_hwm_kib: None,
+        };
+        let getppid = micro::Result {
+            label: targets::GETPPID,
+            what: "",
+            count: 1_000_000,
+            rounds: 3,
+            bare_loop: Timing::flat(0.1),
+            guarded_loop: Timing::flat(0.12),
+            guard_cpu_ns: 0.0,
+            guard_wakeups: 0.0,
+            paired_loop_ratio: 1.2,
+            paired_wall_ratio: 1.3,
+            references: vec![("allow-all", Timing::flat(0.121), 1.21)],
+        };
+        let storm = Storm {
+            paced: None,
+            tally: Tally {
+                ops: 10_000,
+                ns: 10_000_000_000,
+                ..Tally::default()
+            },
+            audit: AuditCount {
+                execs: 10_000,
+                lost: 0,
+                records: 10_002,
+            },
+            guard_cpu_ns: 200_000_000,
+        };
+        let found = findings(&start, &[getppid], &[storm], None);
+        assert_eq!(found.len(), 2);
+        assert!(found[0].contains("(1.20× bare, +20 ns under guard)"));
+        assert!(found[0].contains("costs 1.21× in the same rounds"));
+        assert!(found[1].contains("1000 execs/s"));
+        assert!(found[1].contains("20 µs of CPU per exec record"));
+        assert!(found[1].contains("about 1202 exec records"));
+    }
 }

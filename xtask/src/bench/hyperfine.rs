@@ -44,6 +44,20 @@ impl Timing {
     }
 }
 
+#[cfg(test)]
+impl Timing {
+    /// A timing whose every statistic is `median`, for tests.
+    pub fn flat(median: f64) -> Self {
+        Self {
+            median,
+            min: median,
+            max: median,
+            mean: median,
+            stddev: 0.0,
+        }
+    }
+}
+
 /// One hyperfine invocation: commands timed together, so they share the machine's state.
 pub struct Plan<'a> {
     pub argvs: Vec<&'a [String]>,

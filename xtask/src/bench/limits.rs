@@ -306,7 +306,16 @@ pub fn explain(key: &str) -> &'static str {
     } else if key == "bpf BPF_PROG_LOAD" {
         "the verifier checking each probe program (cold start only)"
     } else if key.contains("/sys/kernel/btf/vmlinux") {
-        "reading the kernel's BTF for the struct offsets the exec probe needs (cold start only)"
+        "reading the kernel's BTF (megabytes) for the struct offsets the exec probe needs, in \
+         small reads (strace inflates their count's share; cold start only)"
+    } else if key == "prctl" {
+        "the child dropping the capability bounding set one capability per call, and \
+         no_new_privs"
+    } else if key == "seccomp" {
+        "libseccomp probing the kernel's seccomp API at every start, then loading the filter"
+    } else if key.ends_with("/freezer.state") {
+        "freezing and thawing the (already empty) v1 cgroup at the end: each toggles the \
+         freezer's static key, which patches kernel text with IPIs to every CPU"
     } else if key == "bpf BPF_LINK_CREATE" || key == "perf_event_open" {
         "attaching the probes (cold start only)"
     } else {

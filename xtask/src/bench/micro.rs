@@ -330,16 +330,6 @@ fn check(tally: &Tally, count: u64) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn timing(median: f64) -> Timing {
-        Timing {
-            median,
-            min: median,
-            max: median,
-            mean: median,
-            stddev: 0.0,
-        }
-    }
-
     #[test]
     fn ratios_and_overhead() {
         let result = Result {
@@ -347,8 +337,8 @@ mod tests {
             what: "",
             count: 1000,
             rounds: 1,
-            bare_loop: timing(0.001),
-            guarded_loop: timing(0.0012),
+            bare_loop: Timing::flat(0.001),
+            guarded_loop: Timing::flat(0.0012),
             guard_cpu_ns: 0.0,
             guard_wakeups: 0.0,
             paired_loop_ratio: 1.2,

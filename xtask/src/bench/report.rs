@@ -150,10 +150,11 @@ pub fn render(r: &Results<'_>) -> String {
     let _ = write!(
         out,
         "\n## Exec storm\n\n\
-         `{}` spawned and waited for in a loop for {} s under `guard exec --audit-log`; the \
-         loop counts its execs, the log is searched for `exec` records of that path and for \
+         `{}` spawned and waited for in {} loops (one per CPU) for {} s under `guard exec \
+         --audit-log`; the loops count their execs, the log is searched for `exec` records of that path and for \
          `audit.lost_events` records. A storm faster than {}/s is repeated paced to {}/s.\n\n",
         storm::PROGRAM,
+        storm::threads(),
         storm::SECONDS,
         storm::TARGET_RATE,
         storm::TARGET_RATE,

@@ -81,6 +81,12 @@ pub fn count(log: &str, program: &str, canonical: &str) -> AuditCount {
     out
 }
 
+/// One spawning loop per CPU: the highest rate the host sustains, with guard's supervisor
+/// competing for the same CPUs.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs the storm at full speed, then paced to [`TARGET_RATE`] when full speed exceeded it.
 pub fn measure(runner: &Runner<'_>) -> anyhow::Result<Vec<Storm>> {
     let mut storms = vec![one(runner, None)?];
@@ -95,6 +101,8 @@ fn one(runner: &Runner<'_>, paced: Option<f64>) -> anyhow::Result<Storm> {
     let _ = std::fs::remove_file(&log);
     let mut args = vec![
         "storm".to_string(),
+        "--threads".to_string(),
+        threads().to_string(),
         PROGRAM.to_string(),
         SECONDS.to_string(),
     ];

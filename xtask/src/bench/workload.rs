@@ -43,12 +43,15 @@ enum Kind {
     /// which is `synchronize_rcu()` on a multi-CPU host: the wait some of guard's kernel calls
     /// pay.
     Rcu { count: u64 },
-    /// fork+exec of PROGRAM for SECONDS, as fast as it goes or at most RATE per second.
+    /// fork+exec of PROGRAM for SECONDS from THREADS loops, as fast as they go or at most
+    /// RATE per second in total.
     Storm {
         program: String,
         seconds: f64,
         #[arg(long)]
         rate: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
     },
 }
 
@@ -142,7 +145,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             program,
             seconds,
             rate,
-        } => storm(&Program::new(program)?, *seconds, *rate)?,
+            threads,
+        } => storm(&Program::new(program)?, *seconds, *rate, *threads)?,
     };
     let usage = Usage::own();
     tally.cpu_ns = usage.cpu_ns;
@@ -375,30 +379,67 @@ impl Program {
     }
 }
 
-/// Spawns `program` until `seconds` have passed; paced to `rate` per second when given.
-fn storm(program: &Program, seconds: f64, rate: Option<f64>) -> anyhow::Result<Tally> {
+/// Spawns `program` from `threads` loops until `seconds` have passed; paced to `rate` per
+/// second in total when given.
+fn storm(
+    program: &Program,
+    seconds: f64,
+    rate: Option<f64>,
+    threads: u32,
+) -> anyhow::Result<Tally> {
     let length = Duration::from_secs_f64(seconds);
+    let threads = threads.max(1);
+    // Each loop keeps its share of the rate.
     let interval = rate
         .filter(|r| *r > 0.0)
-        .map(|r| Duration::from_secs_f64(1.0 / r));
-    timed(|tally| {
-        let start = Instant::now();
-        let mut started: u32 = 0;
-        while start.elapsed() < length {
-            if let Some(interval) = interval {
-                // Paced against the start, not the previous spawn, so a slow spawn is caught up
-                // rather than lowering the rate.
-                let due = interval * started;
-                let now = start.elapsed();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
+        .map(|r| Duration::from_secs_f64(f64::from(threads) / r));
+    let start = Instant::now();
+    let tallies = std::thread::scope(|scope| {
+        let loops: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| storm_loop(program, start, length, interval)))
+            .collect();
+        loops
+            .into_iter()
+            .map(|l| {
+                l.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a storm loop panicked")))
+            })
+            .collect::<anyhow::Result<Vec<Tally>>>()
+    })?;
+    let mut total = Tally {
+        ns: nanos(start.elapsed()),
+        ..Tally::default()
+    };
+    for tally in tallies {
+        total.ops += tally.ops;
+        total.failed += tally.failed;
+        total.killed += tally.killed;
+    }
+    Ok(total)
+}
+
+fn storm_loop(
+    program: &Program,
+    start: Instant,
+    length: Duration,
+    interval: Option<Duration>,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut started: u32 = 0;
+    while start.elapsed() < length {
+        if let Some(interval) = interval {
+            // Paced against the start, not the previous spawn, so a slow spawn is caught up
+            // rather than lowering the rate.
+            let due = interval * started;
+            let now = start.elapsed();
+            if due > now {
+                std::thread::sleep(due - now);
             }
-            program.spawn_wait(tally)?;
-            started = started.saturating_add(1);
         }
-        Ok(())
-    })
+        program.spawn_wait(&mut tally)?;
+        started = started.saturating_add(1);
+    }
+    Ok(tally)
 }
 
 #[cfg(test)]
