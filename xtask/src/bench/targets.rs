@@ -89,7 +89,7 @@ pub fn evaluate(start: &Startup, micro: &[micro::Result], storms: &[Storm]) -> V
         out.push(match micro.iter().find(|m| m.label == label) {
             Some(m) => {
                 let r = m.loop_ratio();
-                Target::judged(name, goal, ratio(r), r <= limit)
+                Target::judged(name, goal, format!("{}{}", ratio(r), noise(m)), r <= limit)
             }
             None => Target::missing(name, goal, "not run".into()),
         });
@@ -120,6 +120,20 @@ pub fn evaluate(start: &Startup, micro: &[micro::Result], storms: &[Storm]) -> V
         Err(why) => Target::missing("`guard exec` peak RSS, cold", "≤ 16 MiB", why.clone()),
     });
     out
+}
+
+/// Bare runs whose slowest took this much longer than the fastest make a ratio close to the
+/// goal a matter of luck; the measurement says so.
+const NOISY_SPREAD: f64 = 1.3;
+
+/// ` (noisy: ...)` when the bare runs of `m` spread more than [`NOISY_SPREAD`].
+fn noise(m: &micro::Result) -> String {
+    let spread = m.bare_loop.max / m.bare_loop.min;
+    if spread > NOISY_SPREAD {
+        format!(" (noisy: bare runs spread {spread:.1}×)")
+    } else {
+        String::new()
+    }
 }
 
 fn start_ratio(start: &Startup, label: &str, name: &'static str) -> Target {
@@ -191,6 +205,7 @@ fn audit_loss(storms: &[Storm]) -> Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::hyperfine::Timing;
     use crate::bench::storm::AuditCount;
     use crate::bench::workload::Tally;
 
@@ -211,6 +226,30 @@ mod tests {
             },
             guard_cpu_ns: 0,
         }
+    }
+
+    #[test]
+    fn noisy_micro_results_say_so() {
+        let mut m = micro::Result {
+            label: SPAWN,
+            what: "",
+            count: 2000,
+            rounds: 7,
+            bare_loop: Timing {
+                min: 1.0,
+                max: 2.0,
+                ..Timing::flat(1.5)
+            },
+            guarded_loop: Timing::flat(1.4),
+            guard_cpu_ns: 0.0,
+            guard_wakeups: 0.0,
+            paired_loop_ratio: 0.93,
+            paired_wall_ratio: 0.95,
+            references: Vec::new(),
+        };
+        assert_eq!(noise(&m), " (noisy: bare runs spread 2.0×)");
+        m.bare_loop = Timing::flat(1.5);
+        assert_eq!(noise(&m), "");
     }
 
     #[test]
