@@ -108,8 +108,10 @@ pub fn findings(
 
 /// The warm-start bullets: grace periods, then the smaller costs.
 fn warm_start(start: &Startup, p: &Profile) -> Vec<String> {
-    let (Some(warm), Some(bare)) = (start.timing(startup::WARM), start.timing(startup::BARE))
-    else {
+    let (Some(warm), Some(times_bare)) = (
+        start.timing(startup::WARM),
+        start.paired_ratio(startup::WARM),
+    ) else {
         return Vec::new();
     };
     let waiting: Vec<&limits::Cost> = p
@@ -128,7 +130,7 @@ fn warm_start(start: &Startup, p: &Profile) -> Vec<String> {
              Traced, they take {} of each start. Nothing guard does in user space comes close \
              (its own CPU is a few ms, mostly fork, exec and page faults).",
             duration(warm.median),
-            ratio(warm.median / bare.median),
+            ratio(times_bare),
             duration(waited),
         ),
         "**Candidates for the warm start**: (1) create a pool of rings when the probes are \

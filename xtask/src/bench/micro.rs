@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail};
 
 use super::hyperfine::Timing;
 use super::rss::Usage;
+use super::startup::paired_median;
 use super::workload::Tally;
 
 /// One micro-benchmark.
@@ -236,12 +237,6 @@ impl Runner<'_> {
     pub fn guarded_once(&self, args: &[String], audit_log: &Path) -> anyhow::Result<Run> {
         run_workload(&mut self.guarded(args, Some(audit_log)))
     }
-}
-
-/// The median of `guarded[i] / bare[i]`: each round's pair ran back to back.
-fn paired_median(guarded: &[f64], bare: &[f64]) -> f64 {
-    let ratios: Vec<f64> = guarded.iter().zip(bare).map(|(g, b)| g / b).collect();
-    Timing::of(&ratios).map_or(f64::NAN, |t| t.median)
 }
 
 fn which(guarded: bool) -> &'static str {

@@ -75,13 +75,16 @@ pub fn render(r: &Results<'_>) -> String {
         "\n## Start-up time of `/bin/true`\n\n\
          Two hyperfine runs, `-N` (no shell), each timing all commands: back to back \
          ({} warm-up and {} timed runs per command), and spaced ({} warm-up and {} timed \
-         runs, each after `sleep {}`). Peak RSS: `ru_maxrss` from `wait4` over {} separate \
+         runs, each after `sleep {}`), then {} rounds that run every command once each, \
+         timed from xtask, whose median per-round ratio to bare is the interleaved column (a \
+         noisy spell during hyperfine's bare block moves its ratios, not this one). Peak RSS: `ru_maxrss` from `wait4` over {} separate \
          runs; for a supervisor it is the largest process of its tree.\n\n",
         startup::WARMUP,
         startup::RUNS,
         startup::SPACED_WARMUP,
         startup::SPACED_RUNS,
         startup::PAUSE,
+        startup::INTERLEAVED_ROUNDS,
         startup::RSS_RUNS,
     );
     out.push_str(&startup_table(r.startup));
@@ -117,6 +120,12 @@ pub fn render(r: &Results<'_>) -> String {
                 ms(b.median)
             );
         }
+    }
+    if let (Some(g), Some(b)) = (
+        s.paired_ratio(startup::WARM),
+        s.paired_ratio(startup::BWRAP),
+    ) {
+        let _ = writeln!(out, "- guard warm ÷ bwrap, interleaved: {}", ratio(g / b));
     }
 
     out.push_str("\n## Cold start\n\n");
@@ -212,6 +221,7 @@ fn startup_table(start: &Startup) -> String {
         &format!("{} s apart: median", startup::PAUSE),
         "min – max",
         "× bare",
+        "× bare, interleaved",
         "peak RSS (median, max)",
     ]);
     for row in &start.rows {
@@ -220,6 +230,7 @@ fn startup_table(start: &Startup) -> String {
                 timing: t,
                 spaced: s,
                 rss_kib,
+                paired_ratio,
             } => vec![
                 row.label.to_string(),
                 ms(t.median),
@@ -228,6 +239,7 @@ fn startup_table(start: &Startup) -> String {
                 ms(s.median),
                 format!("{} – {}", ms(s.min), ms(s.max)),
                 times(bare_spaced, s.median),
+                ratio(*paired_ratio),
                 format!(
                     "{}, {}",
                     mib(median_of(rss_kib)),
@@ -239,12 +251,12 @@ fn startup_table(start: &Startup) -> String {
                     row.label.to_string(),
                     format!("not measured: attempted, failed ({why})"),
                 ];
-                cells.extend(std::iter::repeat_n(String::new(), 6));
+                cells.extend(std::iter::repeat_n(String::new(), 7));
                 cells
             }
             Outcome::Unavailable(why) => {
                 let mut cells = vec![row.label.to_string(), why.clone()];
-                cells.extend(std::iter::repeat_n(String::new(), 6));
+                cells.extend(std::iter::repeat_n(String::new(), 7));
                 cells
             }
         };
@@ -431,4 +443,53 @@ fn limits_section(r: &Results<'_>) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::hyperfine::Timing;
+    use crate::bench::startup::Row;
+
+    fn row(label: &'static str, outcome: Outcome) -> Row {
+        Row {
+            label,
+            note: "",
+            command: label.into(),
+            outcome,
+        }
+    }
+
+    fn measured(median: f64, paired_ratio: f64) -> Outcome {
+        Outcome::Measured {
+            timing: Timing::flat(median),
+            spaced: Timing::flat(median * 2.0),
+            rss_kib: vec![1024, 2048],
+            paired_ratio,
+        }
+    }
+
+    #[test]
+    fn startup_table_shows_ratios_and_unavailable_rows() {
+        let start = Startup {
+            rows: vec![
+                row(startup::BARE, measured(0.001, 1.0)),
+                row(startup::WARM, measured(0.004, 3.5)),
+                row(
+                    startup::DAEMON,
+                    Outcome::Unavailable("not available in this build: x".into()),
+                ),
+                row(startup::FIREJAIL, Outcome::Failed("exit status: 1".into())),
+            ],
+            cold: Err("not run".into()),
+            daemon_hwm_kib: None,
+        };
+        let table = startup_table(&start);
+        assert!(table.contains(
+            "| guard warm | 4.00 ms | 4.00 ms – 4.00 ms | 4.00× | 8.00 ms | 8.00 ms – 8.00 ms \
+             | 4.00× | 3.50× | 1.0 MiB, 2.0 MiB |"
+        ));
+        assert!(table.contains("| guard via daemon | not available in this build: x |"));
+        assert!(table.contains("| firejail | not measured: attempted, failed (exit status: 1) |"));
+    }
 }

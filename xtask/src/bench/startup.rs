@@ -30,6 +30,8 @@ pub const SPACED_WARMUP: u32 = 3;
 pub const PAUSE: &str = "0.2";
 /// Runs per command for the peak-RSS samples.
 pub const RSS_RUNS: usize = 10;
+/// Rounds of the interleaved pass (every command once per round).
+pub const INTERLEAVED_ROUNDS: usize = 30;
 /// Rounds of the cold-start comparison (bare, guard cold, bwrap, each after `guard unload`).
 pub const COLD_ROUNDS: usize = 10;
 /// How long the cold phase waits in total for other guard processes to let go of the probes.
@@ -51,6 +53,9 @@ pub enum Outcome {
         spaced: Timing,
         /// Peak RSS samples in KiB, sorted.
         rss_kib: Vec<u64>,
+        /// Over bare `/bin/true`: the median of the ratios of [`INTERLEAVED_ROUNDS`] rounds
+        /// that each run every command once, so a noisy spell hits all rows alike.
+        paired_ratio: f64,
     },
     /// The command did not run successfully here; the reason is shown instead of numbers.
     Failed(String),
@@ -92,6 +97,14 @@ impl Startup {
     pub fn spaced(&self, label: &str) -> Option<&Timing> {
         self.outcome(label).and_then(|o| match o {
             Outcome::Measured { spaced, .. } => Some(spaced),
+            _ => None,
+        })
+    }
+
+    /// The interleaved ratio to bare of the row `label`.
+    pub fn paired_ratio(&self, label: &str) -> Option<f64> {
+        self.outcome(label).and_then(|o| match o {
+            Outcome::Measured { paired_ratio, .. } => Some(*paired_ratio),
             _ => None,
         })
     }
@@ -283,13 +296,21 @@ pub fn measure(guard: &Path) -> anyhow::Result<Startup> {
         env: env.clone(),
     })?;
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    for (((i, argv), timing), spaced) in timed.iter().zip(timings).zip(spaced) {
+    // hyperfine times each command's runs in one block, so a noisy spell during the bare block
+    // moves every ratio; this pass runs them round-robin and compares within each round.
+    eprintln!("bench: start-up, interleaved ({INTERLEAVED_ROUNDS} rounds)");
+    let argvs: Vec<&[String]> = timed.iter().map(|(_, a)| a.as_slice()).collect();
+    let paired = interleaved_ratios(&argvs, &env_refs)?;
+    for ((((i, argv), timing), spaced), paired_ratio) in
+        timed.iter().zip(timings).zip(spaced).zip(paired)
+    {
         let rss_kib = rss::peak_samples(argv, &env_refs, RSS_RUNS)
             .with_context(|| format!("measuring the peak RSS of `{}`", rows[*i].command))?;
         rows[*i].outcome = Outcome::Measured {
             timing,
             spaced,
             rss_kib,
+            paired_ratio,
         };
     }
     let daemon_hwm_kib = match &daemon {
@@ -302,6 +323,24 @@ pub fn measure(guard: &Path) -> anyhow::Result<Startup> {
         cold,
         daemon_hwm_kib,
     })
+}
+
+/// Each command's median ratio to the first (bare), over rounds that run every command once.
+fn interleaved_ratios(argvs: &[&[String]], env: &[(&str, &str)]) -> anyhow::Result<Vec<f64>> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); argvs.len()];
+    for _ in 0..INTERLEAVED_ROUNDS {
+        for (argv, samples) in argvs.iter().zip(&mut times) {
+            samples.push(rss::measure(argv, env)?.seconds);
+        }
+    }
+    let bare = times.first().cloned().unwrap_or_default();
+    Ok(times.iter().map(|t| paired_median(t, &bare)).collect())
+}
+
+/// The median of `a[i] / b[i]`.
+pub fn paired_median(a: &[f64], b: &[f64]) -> f64 {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    Timing::of(&ratios).map_or(f64::NAN, |t| t.median)
 }
 
 fn daemon_env(socket: &Path) -> Vec<(String, String)> {
