@@ -330,11 +330,32 @@ fn interleaved_ratios(argvs: &[&[String]], env: &[(&str, &str)]) -> anyhow::Resu
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); argvs.len()];
     for _ in 0..INTERLEAVED_ROUNDS {
         for (argv, samples) in argvs.iter().zip(&mut times) {
-            samples.push(rss::measure(argv, env)?.seconds);
+            samples.push(time_once(argv, env)?);
         }
     }
     let bare = times.first().cloned().unwrap_or_default();
     Ok(times.iter().map(|t| paired_median(t, &bare)).collect())
+}
+
+/// Wall time of one run of `argv` in seconds; fails unless it exits 0. Started the way
+/// hyperfine starts commands (std's posix_spawn, a vfork), not the fork `rss::measure` needs,
+/// whose copy of xtask's page tables would add to every row and flatten the ratios.
+fn time_once(argv: &[String], env: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let start = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot start {program}"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("{program} did not exit 0: {status}");
+    }
+    Ok(seconds)
 }
 
 /// The median of `a[i] / b[i]`.
