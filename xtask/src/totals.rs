@@ -85,9 +85,67 @@ pub fn skipped_tests<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<(Strin
     skipped
 }
 
+/// How long each test took, from the times its console lines arrived: with one test thread
+/// libtest prints `test NAME ... ok` when the test ends, so a test took from the previous
+/// result (or `running N tests`) to its own. A kernel message may split the line, leaving the
+/// verdict on a line of its own; the name is kept until a verdict comes.
+pub fn test_durations<'a>(
+    lines: impl IntoIterator<Item = (std::time::Duration, &'a str)>,
+) -> Vec<(String, std::time::Duration)> {
+    let mut durations = Vec::new();
+    let mut since = None;
+    let mut pending: Option<String> = None;
+    for (at, line) in lines {
+        let line = line.trim_end();
+        if line.starts_with("running ") && line.ends_with(" tests") || line == "running 1 test" {
+            since = Some(at);
+            pending = None;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, _)) = rest.split_once(" ... ")
+        {
+            pending = Some(name.to_string());
+        }
+        let verdict = ["ok", "FAILED", "ignored"]
+            .iter()
+            .any(|v| line.ends_with(v));
+        if verdict && let (Some(name), Some(start)) = (pending.take(), since) {
+            durations.push((name, at.saturating_sub(start)));
+            since = Some(at);
+        }
+    }
+    durations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_run_from_one_result_to_the_next() {
+        let s = Duration::from_secs;
+        let lines = [
+            (s(1), "running 3 tests"),
+            (s(3), "test a ... ok"),
+            (
+                s(4),
+                "test b ... [  7.4] Memory cgroup out of memory: Killed process 90",
+            ),
+            (s(10), "ok"),
+            (s(11), "test c ... FAILED"),
+            (s(12), "test result: FAILED. 2 passed; 1 failed"),
+        ];
+        assert_eq!(
+            test_durations(lines),
+            [
+                ("a".to_string(), s(2)),
+                ("b".to_string(), s(7)),
+                ("c".to_string(), s(1))
+            ]
+        );
+    }
 
     #[test]
     fn totals_add_up_cargo_result_lines() {

@@ -29,6 +29,8 @@ pub struct Boot {
     pub reports: Vec<Report>,
     /// Every console line (for the test counts).
     pub console: Vec<String>,
+    /// When each console line arrived, from qemu's start (for test durations).
+    pub arrived: Vec<Duration>,
     /// From qemu's start to the guest's `done` report.
     pub to_result: Option<Duration>,
 }
@@ -113,6 +115,7 @@ pub fn boot(
         timed_out: false,
         reports: Vec::new(),
         console: Vec::new(),
+        arrived: Vec::new(),
         to_result: None,
     };
     loop {
@@ -127,6 +130,7 @@ pub fn boot(
                     boot.reports.push(report);
                 }
                 boot.console.push(text);
+                boot.arrived.push(started.elapsed());
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -153,6 +157,7 @@ mod tests {
             timed_out,
             reports: Vec::new(),
             console: Vec::new(),
+            arrived: Vec::new(),
             to_result: None,
         }
     }

@@ -42,6 +42,9 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
             "libpython3.11-stdlib",
         ],
     ),
+    // The daemon's tests: throw-away users (useradd, groupadd, userdel) and curl as a client
+    // of the network rules.
+    ("daemon and network tests", &["passwd", "curl"]),
     // The `build` profile's tests compile C with make and cc.
     (
         "C toolchain",
@@ -60,9 +63,9 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Host files outside any package's list that change with the packages: symlinks managed by
-/// update-alternatives.
-const EXTRA_PATHS: &[&str] = &["/usr/bin/cc"];
+/// Host files outside the packages above that change with the packages: symlinks managed by
+/// update-alternatives, and single programs of packages too large to copy whole (systemd).
+const EXTRA_PATHS: &[&str] = &["/usr/bin/cc", "/usr/bin/systemd-socket-activate"];
 
 /// Small host files outside any package's list that change on their own (a user added, the
 /// loader cache rebuilt): accounts for `process.user = "nobody"`, name resolution, the loader's
@@ -76,7 +79,32 @@ pub const RUN_PATHS: &[&str] = &[
     "/etc/hosts",
     "/etc/ld.so.cache",
     "/etc/localtime",
+    "/etc/login.defs",
 ];
+
+/// `/etc/shadow` for the accounts of `passwd` (the text of `/etc/passwd`): every password
+/// locked. useradd and userdel need the file; the host's own holds password hashes, which have
+/// no business in a build directory.
+pub fn locked_shadow(passwd: &str) -> String {
+    passwd
+        .lines()
+        .filter_map(|line| line.split(':').next().filter(|name| !name.is_empty()))
+        .map(|name| format!("{name}:*:19000:0:99999:7:::\n"))
+        .collect()
+}
+
+/// `/etc/gshadow` for the groups of `group` (the text of `/etc/group`), without passwords.
+pub fn locked_gshadow(group: &str) -> String {
+    group
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next().filter(|name| !name.is_empty())?;
+            let members = fields.nth(2).unwrap_or("");
+            Some(format!("{name}:*::{members}\n"))
+        })
+        .collect()
+}
 
 /// Parts of package lists the guest never reads: documentation, translations, iconv modules.
 /// Checked for every path, also those reached through symlinks and ELF dependencies.
@@ -432,6 +460,17 @@ mod tests {
         ] {
             assert!(!excluded(Path::new(path)), "{path}");
         }
+    }
+
+    #[test]
+    fn shadow_files_lock_every_account_and_keep_group_members() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/bin/false\n";
+        assert_eq!(
+            locked_shadow(passwd),
+            "root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"
+        );
+        let group = "root:x:0:\nguard:x:998:alice,bob\n";
+        assert_eq!(locked_gshadow(group), "root:*::\nguard:*::alice,bob\n");
     }
 
     #[test]
