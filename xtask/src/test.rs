@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::totals::TestTotals;
+use crate::totals::{TestTotals, skipped_tests};
 use crate::{cmd, leftovers, setup, vm};
 
 /// Options of `cargo xtask test`.
@@ -37,6 +37,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // --no-fail-fast: a failing unit test must not hide the end-to-end results.
     test.args(["test", "--locked", "--no-fail-fast"])
         .args(&options.cargo_test_args);
+    // --show-output: the output of passing tests too, where a skipped test says why; that is
+    // how skips are counted (libtest counts them as passed).
+    if !options.cargo_test_args.iter().any(|a| a == "--") {
+        test.arg("--");
+    }
+    test.arg("--show-output");
     let mut steps: Vec<(&'static str, Step)> = vec![
         (
             "fmt",
@@ -149,7 +155,8 @@ fn run_vm(totals: &mut TestTotals) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `cargo test` with its stdout passed through line by line and counted.
+/// Runs `cargo test` with its stdout passed through line by line and counted; tests that said
+/// `skipping: <why>` are listed with their reason and counted as skipped.
 fn run_counting(command: &mut Command, totals: &mut TestTotals) -> anyhow::Result<()> {
     use std::io::BufRead as _;
     let line = cmd::display(command);
@@ -158,13 +165,21 @@ fn run_counting(command: &mut Command, totals: &mut TestTotals) -> anyhow::Resul
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
+    let mut lines = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         for text in std::io::BufReader::new(stdout).lines() {
             let text = text.context("reading cargo test output")?;
             println!("{text}");
             totals.add_line(&text);
+            lines.push(text);
         }
     }
+    let skipped = skipped_tests(lines.iter().map(String::as_str));
+    for (name, reason) in &skipped {
+        eprintln!("test: skipped {name}: {reason}");
+    }
+    totals.passed = totals.passed.saturating_sub(skipped.len() as u64);
+    totals.skipped += skipped.len() as u64;
     let status = child
         .wait()
         .with_context(|| format!("waiting for `{line}`"))?;

@@ -48,6 +48,9 @@ pub fn skipped_tests<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<(Strin
     let mut skipped = Vec::new();
     let mut in_successes = false;
     let mut current: Option<String> = None;
+    // A test that says `skipping:` twice is one skip; the same name in another test binary
+    // (after the next `running N tests`) is another.
+    let mut this_binary: Vec<String> = Vec::new();
     for line in lines {
         let trimmed = line.trim_end();
         match trimmed {
@@ -63,6 +66,9 @@ pub fn skipped_tests<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<(Strin
             }
             _ => {}
         }
+        if trimmed.starts_with("running ") {
+            this_binary.clear();
+        }
         if trimmed.starts_with("test result: ") || trimmed.starts_with("running ") {
             in_successes = false;
             current = None;
@@ -77,8 +83,9 @@ pub fn skipped_tests<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<(Strin
         }
         if let Some(name) = &current
             && let Some(reason) = trimmed.trim_start().strip_prefix("skipping: ")
-            && !skipped.iter().any(|(n, _): &(String, String)| n == name)
+            && !this_binary.contains(name)
         {
+            this_binary.push(name.clone());
             skipped.push((name.clone(), reason.to_string()));
         }
     }
