@@ -277,10 +277,6 @@ pub fn doctor_report() -> &'static str {
 }
 
 /// Whether this kernel loads and attaches BPF LSM programs (`bpf lsm: loadable`).
-#[allow(
-    dead_code,
-    reason = "used through require_bpf_lsm! by the BPF LSM tests of issue 4"
-)]
 pub fn bpf_lsm_available() -> bool {
     doctor_report().lines().any(|l| l == "bpf lsm: loadable")
 }
@@ -327,10 +323,6 @@ macro_rules! require_bpf_lsm {
         }
     };
 }
-#[allow(
-    unused_imports,
-    reason = "the BPF LSM enforcement tests (issue 4) use it"
-)]
 pub(crate) use require_bpf_lsm;
 
 /// Skips a test of guard's cgroup v2 backend where the controllers sit on v1 hierarchies (the

@@ -5,15 +5,15 @@
 //!
 //! Each test states what it needs with a `require_*!` macro from `support`: on a host without it
 //! the test prints `skipping: <why>` and returns; in the VM a missing feature fails the test,
-//! because covering it is what the VM is for. Tests of enforcement that needs BPF LSM (exec
-//! denied by `bprm_check_security`, connect denied by `socket_connect`) follow the same shape:
+//! because covering it is what the VM is for. Tests of enforcement that needs BPF LSM follow
+//! [`bpf_lsm_refuses_a_forbidden_exec_with_eperm_and_the_shell_goes_on`]:
 //! `require_root!(); require_bpf_lsm!();`, then drive `guard exec` and assert the EPERM.
 
 use std::path::Path;
 
 use crate::support::{
-    Run, TempDir, guard, landlock_abi, require_pure_cgroup2, require_root_any_landlock, require_vm,
-    write_profile,
+    Run, TempDir, guard, landlock_abi, require_bpf_lsm, require_pure_cgroup2, require_root,
+    require_root_any_landlock, require_vm, write_profile,
 };
 
 /// The value of the doctor line starting with `key`.
@@ -359,4 +359,63 @@ fn landlock_gaps_are_refused_unless_the_profile_accepts_them() {
         listener.accept().is_err(),
         "the listener outside the sandbox got a connection"
     );
+}
+
+#[test]
+fn bpf_lsm_refuses_a_forbidden_exec_with_eperm_and_the_shell_goes_on() {
+    require_root!();
+    require_bpf_lsm!();
+    let dir = TempDir::new("vm-lsm");
+    // Landlock lets /usr/bin execute; only the exec allowlist (bash and touch) tells mkdir apart.
+    let profile = write_profile(
+        &dir,
+        "lsm",
+        &format!(
+            r#"
+name = "vm-lsm"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+write = ["{dir}"]
+execute = ["/usr/bin"]
+[process]
+exec = ["/usr/bin/bash", "/usr/bin/touch"]
+env = {{ keep = ["PATH"] }}
+"#,
+            dir = dir.path().display()
+        ),
+    );
+    let made = dir.path().join("made-by-mkdir");
+    let after = dir.path().join("after");
+    let log = dir.path().join("audit.jsonl");
+    let script = format!(
+        "/usr/bin/mkdir {made}; echo rc=$?; touch {after}",
+        made = made.display(),
+        after = after.display()
+    );
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--audit-log",
+        log.to_str().unwrap(),
+        "--",
+        "/usr/bin/bash",
+        "-c",
+        &script,
+    ]);
+    // bprm_check_security said no before the exec happened: the shell got EPERM (126) and went
+    // on. The tracepoint on kernels without BPF LSM would have killed the new image instead.
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("rc=126"), "{out}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    assert!(!made.exists(), "mkdir ran");
+    assert!(
+        after.exists(),
+        "the shell did not go on after the refused exec: {out}"
+    );
+    let records = std::fs::read_to_string(&log).unwrap();
+    let start: serde_json::Value =
+        serde_json::from_str(records.lines().next().expect("a start record")).unwrap();
+    assert_eq!(start["detail"]["bpf_lsm"], true, "{records}");
 }
