@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Install what is missing (Debian packages, bpf-linker, the deb-1.96 toolchain); idempotent.
     Setup,
-    /// Run setup, then `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`.
+    /// Run setup, then `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test` and the VM suite.
     Test(test::Options),
     /// Time guard's start-up against bare /bin/true, bwrap and firejail; writes docs/benchmarks.md.
     Bench,
