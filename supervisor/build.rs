@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use aya_build::{Package, Toolchain};
 
+#[path = "src/ebpf/stamp.rs"]
+mod stamp;
+
 /// The rustup toolchain that builds the probes.
 const EBPF_TOOLCHAIN: &str = "deb-1.96";
 
@@ -39,5 +42,13 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::Custom(EBPF_TOOLCHAIN),
-    )
+    )?;
+
+    // The object's version stamp (names its bpffs pin directory), computed once here rather
+    // than by every `guard exec` at start-up.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    let object = std::fs::read(out_dir.join("guard-probes")).context("reading the probe object")?;
+    std::fs::write(out_dir.join("guard-probes.stamp"), stamp::stamp_of(&object))
+        .context("writing the probe object's stamp")?;
+    Ok(())
 }

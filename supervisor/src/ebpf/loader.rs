@@ -9,11 +9,10 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
 use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use guard_common::event::PROBE_ERROR_COUNT;
 use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules};
 use guard_common::{SandboxPolicy, SandboxState, names};
 
@@ -24,6 +23,8 @@ use crate::host::btf::Btf;
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
+/// Its version stamp, computed by `build.rs` so no start-up pays for hashing it.
+static OBJECT_STAMP: &str = include_str!(concat!(env!("OUT_DIR"), "/guard-probes.stamp"));
 
 /// The embedded probe object (also used by `host::bpf` to try each program type).
 pub fn object_bytes() -> &'static [u8] {
@@ -70,19 +71,6 @@ pub struct Probes {
     pub(super) net6: LpmTrie<MapData, Net6Key, PortRules>,
     pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
     pub(super) rings: HashOfMaps<MapData, u64, RingBuf<MapData>>,
-    errors: PerCpuArray<MapData, u64>,
-}
-
-/// Failure counters of the probes' steps (summed over CPUs and sandboxes), see
-/// `guard_common::event::ProbeError`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProbeErrorCounts {
-    pub ring_buf_full: u64,
-    pub read_tracepoint: u64,
-    pub send_signal: u64,
-    pub read_kernel: u64,
-    pub no_offsets: u64,
-    pub no_ring: u64,
 }
 
 impl Probes {
@@ -97,7 +85,7 @@ impl Probes {
     /// older kernels fail here and the profile decides whether that is acceptable).
     pub fn open_or_load(guard_cgroup: &Path) -> Result<Self, EbpfError> {
         let guard_cgroup_id = super::cgroup_id(guard_cgroup)?;
-        let dir = pins::pin_dir(OBJECT, guard_cgroup_id);
+        let dir = pins::pin_dir(OBJECT_STAMP, guard_cgroup_id);
         if let Ok(probes) = Self::open(&dir, Start::Warm) {
             return Ok(probes);
         }
@@ -122,41 +110,7 @@ impl Probes {
             net6: open_pinned(dir, names::NET6)?,
             exec_allow: open_pinned(dir, names::EXEC_ALLOW)?,
             rings: open_pinned(dir, names::EVENT_RINGS)?,
-            errors: open_pinned(dir, names::PROBE_ERRORS)?,
         })
-    }
-
-    /// The failure counters of the probes, summed over CPUs.
-    pub fn error_counts(&self) -> Result<ProbeErrorCounts, EbpfError> {
-        let mut sums = [0u64; PROBE_ERROR_COUNT as usize];
-        for (index, sum) in (0u32..).zip(sums.iter_mut()) {
-            let per_cpu = self
-                .errors
-                .get(&index, 0)
-                .map_err(EbpfError::ReadErrorCounters)?;
-            *sum = per_cpu.iter().sum();
-        }
-        let [
-            ring_buf_full,
-            read_tracepoint,
-            send_signal,
-            read_kernel,
-            no_offsets,
-            no_ring,
-        ] = sums;
-        Ok(ProbeErrorCounts {
-            ring_buf_full,
-            read_tracepoint,
-            send_signal,
-            read_kernel,
-            no_offsets,
-            no_ring,
-        })
-    }
-
-    /// The cgroup ids that have a policy in the probes (live or left by a guard that died).
-    pub fn watched_cgroups(&self) -> Vec<u64> {
-        self.sandboxes.keys().filter_map(Result::ok).collect()
     }
 }
 
@@ -222,11 +176,7 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
     // The exec tracepoint: global, it filters by the SANDBOXES map itself.
     tracefs::ensure_mounted()?;
     let name = names::EXEC_TRACEPOINT;
-    let program: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or(EbpfError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| EbpfError::ProgramType { name, source })?;
+    let program: &mut TracePoint = typed_program(ebpf, name)?;
     program
         .load()
         .map_err(|source| EbpfError::LoadProgram { name, source })?;
@@ -244,11 +194,7 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
         source,
     })?;
     for name in NETWORK_PROGRAMS {
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(EbpfError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| EbpfError::ProgramType { name, source })?;
+        let program: &mut CgroupSockAddr = typed_program(ebpf, name)?;
         program
             .load()
             .map_err(|source| EbpfError::LoadProgram { name, source })?;
@@ -272,18 +218,22 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
     Ok(())
 }
 
+/// The program `name` of the object, as its type `T`.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, EbpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(EbpfError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| EbpfError::ProgramType { name, source })
+}
+
 /// Loads, attaches and pins the BPF LSM exec hook.
 fn attach_lsm(ebpf: &mut Ebpf, staging: &Path) -> Result<(), EbpfError> {
     let name = names::LSM_BPRM_CHECK;
-    let btf = aya::Btf::from_sys_fs().map_err(|source| EbpfError::LinkPin {
-        name,
-        source: Box::new(source),
-    })?;
-    let program: &mut Lsm = ebpf
-        .program_mut(name)
-        .ok_or(EbpfError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| EbpfError::ProgramType { name, source })?;
+    let btf = aya::Btf::from_sys_fs().map_err(EbpfError::AyaBtf)?;
+    let program: &mut Lsm = typed_program(ebpf, name)?;
     program
         .load(names::LSM_BPRM_CHECK_HOOK, &btf)
         .map_err(|source| EbpfError::LoadProgram { name, source })?;

@@ -9,6 +9,7 @@ pub mod pins;
 pub mod rules;
 pub mod sandbox;
 mod stale;
+pub mod stamp;
 pub mod tracefs;
 pub mod unload;
 
@@ -60,6 +61,8 @@ pub enum EbpfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("aya cannot read the kernel's BTF (needed to load BPF LSM programs)")]
+    AyaBtf(#[source] aya::BtfError),
     #[error("cannot read the kernel's BTF for the exec probe's struct offsets")]
     Btf(#[source] crate::host::btf::BtfError),
     #[error("cannot pin {path} in bpffs")]
@@ -100,8 +103,6 @@ pub enum EbpfError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot read the probes' error counters")]
-    ReadErrorCounters(#[source] aya::maps::MapError),
     #[error("cannot stat cgroup directory {path}")]
     CgroupId {
         path: PathBuf,
@@ -125,4 +126,19 @@ pub fn cgroup_id(dir: &Path) -> Result<u64, EbpfError> {
             path: dir.to_path_buf(),
             source,
         })
+}
+
+/// A map removal whose entry was already gone counts as done. aya reports a missing key as
+/// `KeyNotFound` for some map types and as an ENOENT syscall error for others (LPM tries,
+/// maps of maps), so both are checked here, once, for every caller.
+pub(crate) fn removed(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match result {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(err))
+            if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }

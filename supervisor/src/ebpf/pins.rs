@@ -11,8 +11,6 @@ use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use super::EbpfError;
 
 /// Where bpffs is mounted by convention.
@@ -29,11 +27,10 @@ pub const USERS_LOCK_FILE: &str = "/run/guard/probes.users";
 /// bpffs's magic number (`statfs` f_type).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
-/// The pin directory for `object` attached below the cgroup with id `guard_cgroup_id`.
-pub fn pin_dir(object: &[u8], guard_cgroup_id: u64) -> PathBuf {
-    let digest = Sha256::digest(object);
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    Path::new(PIN_ROOT).join(format!("{hex}-cg{guard_cgroup_id}"))
+/// The pin directory for the object with `stamp` ([`super::stamp::stamp_of`]) attached below
+/// the cgroup with id `guard_cgroup_id`.
+pub fn pin_dir(stamp: &str, guard_cgroup_id: u64) -> PathBuf {
+    Path::new(PIN_ROOT).join(format!("{stamp}-cg{guard_cgroup_id}"))
 }
 
 /// Mounts bpffs at [`BPFFS`] when nothing is mounted there, so pins survive this process.
@@ -147,10 +144,11 @@ mod tests {
 
     #[test]
     fn the_stamp_follows_object_and_cgroup() {
-        let a = pin_dir(b"object one", 7);
-        assert_eq!(a, pin_dir(b"object one", 7));
-        assert_ne!(a, pin_dir(b"object two", 7));
-        assert_ne!(a, pin_dir(b"object one", 8));
+        use super::super::stamp::stamp_of;
+        let a = pin_dir(&stamp_of(b"object one"), 7);
+        assert_eq!(a, pin_dir(&stamp_of(b"object one"), 7));
+        assert_ne!(a, pin_dir(&stamp_of(b"object two"), 7));
+        assert_ne!(a, pin_dir(&stamp_of(b"object one"), 8));
         assert!(a.starts_with(PIN_ROOT));
         assert!(a.to_string_lossy().ends_with("-cg7"));
     }

@@ -119,11 +119,8 @@ impl RegisteredSandbox {
     fn remove_entries(&mut self) -> Result<(), EbpfError> {
         let cgroup_id = self.cgroup_id;
         let mut first_error = None;
-        let mut note = |result: Result<(), MapError>| match result {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(MapError::SyscallError(err))
-                if err.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(source) => {
+        let mut note = |result: Result<(), MapError>| {
+            if let Err(source) = super::removed(result) {
                 first_error.get_or_insert(EbpfError::RemoveEntry { cgroup_id, source });
             }
         };

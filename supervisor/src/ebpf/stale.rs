@@ -48,9 +48,8 @@ impl Probes {
     /// the cgroup, so no half-removed sandbox is ever allowed anything.
     pub fn forget_sandboxes(&mut self, ids: &BTreeSet<u64>) -> Result<(), EbpfError> {
         let mut first_error = None;
-        let mut note = |cgroup_id: u64, result: Result<(), MapError>| match result {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(source) => {
+        let mut note = |cgroup_id: u64, result: Result<(), MapError>| {
+            if let Err(source) = super::removed(result) {
                 first_error.get_or_insert(EbpfError::RemoveEntry { cgroup_id, source });
             }
         };

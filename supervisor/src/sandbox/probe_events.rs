@@ -59,13 +59,17 @@ pub struct ExeNames {
 }
 
 impl ExeNames {
-    fn name_of(&self, pid: u32, fallback: &str) -> String {
-        if let Some(name) = self.by_pid.get(&pid) {
-            return name.clone();
-        }
-        std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| fallback.to_owned())
+    /// Looks `/proc/<pid>/exe` up once per pid (a forked child that never exec'd), not once per
+    /// record: a process sending datagrams in a loop would otherwise pay a readlink each.
+    fn name_of(&mut self, pid: u32, fallback: &str) -> String {
+        self.by_pid
+            .entry(pid)
+            .or_insert_with(|| {
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| fallback.to_owned())
+            })
+            .clone()
     }
 }
 

@@ -158,17 +158,8 @@ pub mod memory {
     }
 }
 
-/// The v1 pids controller (same file format as v2).
-pub mod pids {
-    use super::*;
-
-    pub fn apply(limits: &CgroupLimits, dir: &Path) -> Result<(), CgroupError> {
-        match limits.pids {
-            Some(max) => files::write(dir, "pids.max", &max.to_string()),
-            None => Ok(()),
-        }
-    }
-}
+/// The v1 pids controller: `pids.max` has the same name and format as on v2.
+pub use super::v2::pids;
 
 /// The v1 cpu controller: CFS bandwidth as `cpu.cfs_period_us` and `cpu.cfs_quota_us`.
 pub mod cpu {
