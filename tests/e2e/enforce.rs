@@ -618,3 +618,50 @@ fn a_finished_sandbox_leaves_nothing_in_the_probes() {
     }
     assert!(checked > 0, "no pinned probes found to check");
 }
+
+#[test]
+fn concurrent_sandboxes_each_read_only_their_own_records_from_reused_ring_slots() {
+    require_root!();
+    let dir = TempDir::new("ebpf-rings");
+    let p = profile(&dir, "rings", "");
+    // Two waves of four sandboxes at once: the second wave claims the ring slots the first one
+    // used (a slot keeps its ring buffer), so a record left in a reused ring would show up in
+    // the wrong log.
+    for wave in 0..2 {
+        let runs: Vec<_> = (0..4)
+            .map(|i| {
+                let marker = format!("marker-{wave}-{i}");
+                let log = dir.path().join(format!("{marker}.jsonl"));
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let script = format!("sleep 0.3; /usr/bin/echo {marker}");
+                    let run = exec_logged(&p, &log, &["bash", "-c", &script]);
+                    (marker, log, run)
+                })
+            })
+            .collect();
+        for handle in runs {
+            let (marker, log, run) = handle.join().expect("sandbox thread");
+            assert_eq!(run.code(), 0, "{run}");
+            assert!(run.stdout.contains(&marker), "{run}");
+            let records = records(&log);
+            let echoes: Vec<_> = records
+                .iter()
+                .filter(|r| r["event"] == "exec" && r["exe"] == "/usr/bin/echo")
+                .collect();
+            assert_eq!(echoes.len(), 1, "{marker}: {records:#?}");
+            assert_eq!(
+                echoes[0]["detail"]["argv"][1],
+                marker.as_str(),
+                "{records:#?}"
+            );
+            for record in &records {
+                let text = record.to_string();
+                assert!(
+                    !text.contains("marker-") || text.contains(&marker),
+                    "{marker}'s log has another sandbox's record: {text}"
+                );
+            }
+        }
+    }
+}

@@ -17,9 +17,14 @@ pub use policy::{KernelOffsets, SandboxPolicy, SandboxState};
 
 /// Names of the maps and programs in the eBPF object, so the loader and the probes cannot drift.
 pub mod names {
-    /// `HashOfMaps<u64 cgroup id, RingBuf>`: each sandbox's own ring buffer of
-    /// [`crate::Event`] records, created by the supervisor that reads it (one reader per ring).
+    /// `ArrayOfMaps<u32 slot, RingBuf>`: a pool of ring buffers of [`crate::Event`] records.
+    /// A sandbox's supervisor claims a free slot (a lock file) and puts its index in the
+    /// sandbox's [`crate::SandboxPolicy::ring_slot`]; one reader per ring at a time. A slot's
+    /// ring is created by the first supervisor that uses the slot and stays in place after it,
+    /// because every update of a map-in-map waits for an RCU grace period (~10 ms).
     pub const EVENT_RINGS: &str = "EVENT_RINGS";
+    /// Slots in [`EVENT_RINGS`]: the most sandboxes that can run at once per probe build.
+    pub const EVENT_RING_SLOTS: u32 = 1024;
     /// Size in bytes of every ring in [`EVENT_RINGS`] (the inner map template's size).
     pub const EVENT_RING_BYTES: u32 = 1 << 20;
     /// `HashMap<u64 cgroup id, SandboxPolicy>`: the cgroups whose processes are watched.

@@ -30,8 +30,8 @@ pub struct SandboxPolicy {
     pub connects_per_minute: u32,
     /// `limits.execs_per_minute`; 0 = no limit.
     pub execs_per_minute: u32,
-    /// Explicit padding so the layout has no hidden bytes.
-    pub reserved: u32,
+    /// The sandbox's slot in the `EVENT_RINGS` pool of ring buffers.
+    pub ring_slot: u32,
 }
 
 /// One token bucket. Tokens are counted in units of 1/(60e9) token so refilling needs no

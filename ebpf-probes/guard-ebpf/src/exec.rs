@@ -149,7 +149,7 @@ fn check_and_record(
     if policy.flags & POLICY_REPORT_EXEC == 0 && !kill {
         return Ok(false);
     }
-    let Some(ring) = ring_of(cgroup_id) else {
+    let Some(ring) = ring_of(policy.ring_slot) else {
         count_lost(cgroup_id);
         return Err(ProbeError::NoRing);
     };

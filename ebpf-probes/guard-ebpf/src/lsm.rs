@@ -60,7 +60,7 @@ pub fn guard_bprm_check(ctx: LsmContext) -> i32 {
         flags |= FLAG_KILL_SANDBOX;
     }
     // The record says what was refused; the tracepoint never sees this exec.
-    if let Some(ring) = ring_of(cgroup_id) {
+    if let Some(ring) = ring_of(policy.ring_slot) {
         if let Some(mut entry) = ring.reserve_untyped::<ExecEvent>(0) {
             let event = entry.as_mut_ptr();
             let pid_tgid = bpf_get_current_pid_tgid();

@@ -1,28 +1,30 @@
 //! The maps shared by the probes; their names are the ABI in `guard_common::names`.
 //!
 //! Policy maps are keyed by the sandbox's cgroup id, so one loaded (and pinned) set of probes
-//! serves every sandbox on the host. Events go to a ring buffer per sandbox, found through
-//! `EVENT_RINGS`: each supervisor reads only its own sandbox's records, so concurrent sandboxes
-//! never consume each other's evidence.
+//! serves every sandbox on the host. Events go to a ring buffer per sandbox: the slot of
+//! `EVENT_RINGS` named in its policy. Each supervisor reads only its own slot's ring, so
+//! concurrent sandboxes never consume each other's evidence.
 
 use aya_ebpf::{
-    btf_maps::{HashOfMaps, RingBuf},
+    btf_maps::{ArrayOfMaps, RingBuf},
     macros::{btf_map, map},
     maps::{HashMap, LpmTrie, PerCpuArray},
 };
 use guard_common::{
     SandboxPolicy, SandboxState,
     event::PROBE_ERROR_COUNT,
-    names::EVENT_RING_BYTES,
+    names::{EVENT_RING_BYTES, EVENT_RING_SLOTS},
     policy::{ExecKey, Net4Key, Net6Key, PortRules},
 };
 
 /// The inner map template of [`EVENT_RINGS`]; the supervisor creates rings of this size.
 pub type EventRing = RingBuf<u8, { EVENT_RING_BYTES as usize }>;
 
-/// cgroup id -> that sandbox's ring buffer.
+/// slot -> ring buffer; a sandbox's slot is `SandboxPolicy::ring_slot`. An array, not a hash
+/// keyed by cgroup: rings are created once per slot and reused, so starting a sandbox never
+/// updates this map-in-map (each update waits for an RCU grace period).
 #[btf_map]
-pub static EVENT_RINGS: HashOfMaps<u64, EventRing, 4096> = HashOfMaps::new();
+pub static EVENT_RINGS: ArrayOfMaps<EventRing, { EVENT_RING_SLOTS as usize }> = ArrayOfMaps::new();
 
 /// cgroup v2 id -> policy: the cgroups guard watches. Absent means "not ours".
 #[map]
@@ -70,9 +72,8 @@ pub fn count_lost(cgroup_id: u64) {
     }
 }
 
-/// The ring buffer of the sandbox in `cgroup_id`, if its supervisor registered one.
+/// The ring buffer in `slot` (a sandbox's `SandboxPolicy::ring_slot`), if one was created.
 #[inline(always)]
-pub fn ring_of(cgroup_id: u64) -> Option<&'static EventRing> {
-    // SAFETY: the inner map is only used through ring buffer helpers, never dereferenced.
-    unsafe { EVENT_RINGS.get(&cgroup_id) }
+pub fn ring_of(slot: u32) -> Option<&'static EventRing> {
+    EVENT_RINGS.get(slot)
 }

@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use guard_common::{
-    EventHeader, EventType, NetData, NetEvent, Rule, Verdict,
+    EventHeader, EventType, NetData, NetEvent, Rule, SandboxPolicy, Verdict,
     event::{FLAG_KILL_SANDBOX, FLAG_V4_MAPPED, ProbeError},
     policy::{
         MAX_PORT_RANGES, NET_KEY_FIXED_BITS, NET_KIND_BIND, NET_KIND_CONNECT, Net4Key, Net6Key,
@@ -147,7 +147,7 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     };
     record(
         cgroup_id,
-        policy.sandbox_id,
+        &policy,
         etype,
         flags,
         verdict,
@@ -243,14 +243,14 @@ fn port_allowed(rules: &PortRules, port: u16) -> bool {
 #[inline(always)]
 fn record(
     cgroup_id: u64,
-    sandbox_id: u64,
+    policy: &SandboxPolicy,
     etype: EventType,
     flags: u32,
     verdict: Verdict,
     rule: Rule,
     target: &Target,
 ) {
-    let Some(ring) = ring_of(cgroup_id) else {
+    let Some(ring) = ring_of(policy.ring_slot) else {
         count_error(ProbeError::NoRing);
         count_lost(cgroup_id);
         return;
@@ -270,7 +270,7 @@ fn record(
             cgroup_id,
             pid: (pid_tgid >> 32) as u32,
             tid: pid_tgid as u32,
-            sandbox_id,
+            sandbox_id: policy.sandbox_id,
             verdict: verdict as u32,
             rule: rule as u32,
         },

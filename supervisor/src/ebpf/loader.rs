@@ -9,7 +9,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap, HashOfMaps, LpmTrie, Map, MapData, RingBuf};
+use aya::maps::{ArrayOfMaps, HashMap, LpmTrie, Map, MapData, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
 use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
@@ -70,7 +70,8 @@ pub struct Probes {
     pub(super) net4: LpmTrie<MapData, Net4Key, PortRules>,
     pub(super) net6: LpmTrie<MapData, Net6Key, PortRules>,
     pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
-    pub(super) rings: HashOfMaps<MapData, u64, RingBuf<MapData>>,
+    /// The ring pool ([`super::ring_pool`]).
+    pub(super) rings: ArrayOfMaps<MapData, RingBuf<MapData>>,
 }
 
 impl Probes {
@@ -278,15 +279,19 @@ where
     Ok(())
 }
 
-/// One sandbox's ring buffer: created by its supervisor, registered in `EVENT_RINGS` under the
-/// sandbox's cgroup id, read only by that supervisor.
+/// One sandbox's ring buffer: a slot of the `EVENT_RINGS` pool ([`super::ring_pool`]), read
+/// only by the supervisor that claimed the slot.
 pub struct EventRing {
     ring: RingBuf<MapData>,
+    /// The cgroup whose records this reader keeps.
+    owner_cgroup: u64,
+    /// Records of other cgroups skipped so far (a previous owner's stragglers).
+    foreign: u64,
 }
 
 impl EventRing {
-    /// A new, empty ring of the size the probes' template expects.
-    pub fn create() -> Result<Self, EbpfError> {
+    /// A new, empty ring of the size the probes' template expects, read for `owner_cgroup`.
+    pub fn create(owner_cgroup: u64) -> Result<Self, EbpfError> {
         let obj = aya_obj::Map::new_from_params(
             aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
             0,
@@ -296,17 +301,46 @@ impl EventRing {
         );
         let data = MapData::create(obj, "guard_events", None).map_err(EbpfError::CreateRing)?;
         let ring = RingBuf::try_from(Map::RingBuf(data)).map_err(EbpfError::CreateRing)?;
-        Ok(Self { ring })
+        Ok(Self::from_pool(ring, owner_cgroup))
+    }
+
+    /// A ring taken from the pool, read for `owner_cgroup`.
+    pub(super) fn from_pool(ring: RingBuf<MapData>, owner_cgroup: u64) -> Self {
+        Self {
+            ring,
+            owner_cgroup,
+            foreign: 0,
+        }
+    }
+
+    /// Throws away every record waiting in the ring: they belong to an earlier owner of the
+    /// slot, whose supervisor is gone.
+    pub(super) fn discard_pending(&mut self) {
+        while self.ring.next().is_some() {}
+    }
+
+    /// Records of other cgroups that were skipped.
+    pub fn foreign_records(&self) -> u64 {
+        self.foreign
     }
 
     pub(super) fn ring(&self) -> &RingBuf<MapData> {
         &self.ring
     }
 
-    /// The next record, or `None` when the ring is empty right now. Never blocks.
+    /// The next record of the owner's cgroup, or `None` when the ring is empty right now.
+    /// Never blocks. Records of another cgroup (processes of a slot's previous owner that ran
+    /// on until its sentinel killed them) are skipped and counted: they are not this sandbox's
+    /// evidence.
     pub fn next_event(&mut self) -> Option<Result<ProbeEvent, EventError>> {
-        let item = self.ring.next()?;
-        Some(parse_record(&item))
+        loop {
+            let item = self.ring.next()?;
+            let event = parse_record(&item);
+            match &event {
+                Ok(event) if event.header().cgroup_id != self.owner_cgroup => self.foreign += 1,
+                _ => return Some(event),
+            }
+        }
     }
 
     /// The ring's fd: readable (POLLIN) when records are waiting.

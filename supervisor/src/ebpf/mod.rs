@@ -6,6 +6,7 @@
 pub mod events;
 pub mod loader;
 pub mod pins;
+pub mod ring_pool;
 pub mod rules;
 pub mod sandbox;
 mod stale;
@@ -91,6 +92,20 @@ pub enum EbpfError {
     },
     #[error("cannot create the sandbox's event ring buffer")]
     CreateRing(#[source] aya::maps::MapError),
+    #[error("cannot store the new ring buffer in slot {slot} of the probes' ring pool")]
+    StoreRing {
+        slot: u32,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot open the ring buffer in slot {slot} of the probes' ring pool")]
+    OpenRing {
+        slot: u32,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("all {0} ring buffer slots are in use: too many sandboxes at once")]
+    NoFreeRingSlot(u32),
     #[error("cannot write the policy of cgroup {cgroup_id} into the probes' maps")]
     WriteEntry {
         cgroup_id: u64,

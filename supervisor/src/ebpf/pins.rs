@@ -65,7 +65,8 @@ pub struct LoadLock {
 impl LoadLock {
     pub fn acquire() -> Result<Self, EbpfError> {
         Ok(Self {
-            _file: flock(LOCK_FILE, libc::LOCK_EX)?.ok_or_else(|| would_block(LOCK_FILE))?,
+            _file: flock(Path::new(LOCK_FILE), libc::LOCK_EX)?
+                .ok_or_else(|| would_block(LOCK_FILE))?,
         })
     }
 }
@@ -80,15 +81,24 @@ impl UsersLock {
     /// Waits for a shared lock (only an unload in progress holds it exclusively, briefly).
     pub fn shared() -> Result<Self, EbpfError> {
         Ok(Self {
-            _file: flock(USERS_LOCK_FILE, libc::LOCK_SH)?
+            _file: flock(Path::new(USERS_LOCK_FILE), libc::LOCK_SH)?
                 .ok_or_else(|| would_block(USERS_LOCK_FILE))?,
         })
     }
 
     /// The exclusive lock, or `None` right away when someone uses the probes.
     pub fn try_exclusive() -> Result<Option<Self>, EbpfError> {
-        Ok(flock(USERS_LOCK_FILE, libc::LOCK_EX | libc::LOCK_NB)?.map(|file| Self { _file: file }))
+        Ok(
+            flock(Path::new(USERS_LOCK_FILE), libc::LOCK_EX | libc::LOCK_NB)?
+                .map(|file| Self { _file: file }),
+        )
     }
+}
+
+/// An exclusive lock on `path` (created with its directory if missing), or `None` right away
+/// when another process holds it. Released when the file is closed, or its process dies.
+pub fn try_lock(path: &Path) -> Result<Option<File>, EbpfError> {
+    flock(path, libc::LOCK_EX | libc::LOCK_NB)
 }
 
 fn would_block(path: &str) -> EbpfError {
@@ -99,21 +109,29 @@ fn would_block(path: &str) -> EbpfError {
 }
 
 /// Opens (creating) `path` and flocks it; `Ok(None)` when a non-blocking lock is taken.
-fn flock(path: &str, operation: libc::c_int) -> Result<Option<File>, EbpfError> {
-    let path = Path::new(path);
+fn flock(path: &Path, operation: libc::c_int) -> Result<Option<File>, EbpfError> {
     let io = |source| EbpfError::Lock {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    };
+    // The directory usually exists: try the open first, create the directory only if needed.
+    let file = match open() {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            open()
+        }
+        other => other,
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io)?;
+    .map_err(io)?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
         let err = std::io::Error::last_os_error();

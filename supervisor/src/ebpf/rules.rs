@@ -182,7 +182,8 @@ pub fn sandbox_policy(plan: &Plan, sandbox_id: u64) -> Result<SandboxPolicy, Rul
         flags,
         connects_per_minute: rate("connects_per_minute", plan.ebpf.connects_per_minute)?,
         execs_per_minute: rate("execs_per_minute", plan.ebpf.execs_per_minute)?,
-        reserved: 0,
+        // Filled in by `RegisteredSandbox::register` once it holds a slot.
+        ring_slot: 0,
     })
 }
 

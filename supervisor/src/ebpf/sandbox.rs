@@ -1,9 +1,11 @@
 //! One sandbox in the shared probes: its entries written before the command starts, its ring
 //! buffer read while it runs, everything removed when it ends.
 //!
-//! Order matters for failing closed. Rules, state and ring go in first and the policy entry
-//! last: until the policy exists, the network hooks deny every socket of the cgroup. On the
-//! way out the policy goes first, so the probes never see a policy without its rules.
+//! Order matters for failing closed. Rules and state go in first and the policy entry last, so
+//! the probes never see a policy without its rules; no process runs in the cgroup before the
+//! policy is in. On the way out the policy goes first, once the cgroup's processes are gone.
+//! The ring buffer is a slot of the probes' pool ([`super::ring_pool`]), claimed for as long as
+//! the sandbox is registered.
 
 use aya::maps::MapError;
 use guard_common::SandboxState;
@@ -12,6 +14,7 @@ use guard_common::{SandboxPolicy, policy::Net4Key, policy::Net6Key};
 
 use super::EbpfError;
 use super::loader::{EventRing, Probes};
+use super::ring_pool::{self, RingSlot};
 use super::rules::NetEntries;
 
 /// Everything a sandbox writes into the shared maps.
@@ -28,6 +31,8 @@ pub struct RegisteredSandbox {
     probes: Probes,
     cgroup_id: u64,
     ring: EventRing,
+    /// Held until the value is dropped, after the entries are removed.
+    _slot: RingSlot,
     net4: Vec<aya::maps::lpm_trie::Key<Net4Key>>,
     net6: Vec<aya::maps::lpm_trie::Key<Net6Key>>,
     exec: Vec<ExecKey>,
@@ -40,10 +45,15 @@ impl RegisteredSandbox {
         cgroup_id: u64,
         entries: SandboxEntries,
     ) -> Result<Self, EbpfError> {
-        let ring = EventRing::create()?;
+        let (slot, ring) = ring_pool::claim(&mut probes, cgroup_id)?;
+        let policy = SandboxPolicy {
+            ring_slot: slot.index,
+            ..entries.policy
+        };
         let mut registered = Self {
             cgroup_id,
             ring,
+            _slot: slot,
             net4: entries.net.v4.iter().map(|(k, _)| *k).collect(),
             net6: entries.net.v6.iter().map(|(k, _)| *k).collect(),
             exec: entries.exec.iter().map(|(k, _)| *k).collect(),
@@ -68,16 +78,9 @@ impl RegisteredSandbox {
         let write = |source| EbpfError::WriteEntry { cgroup_id, source };
         let result = registered
             .probes
-            .rings
-            .insert(cgroup_id, registered.ring.ring(), 0)
-            .map_err(write)
-            .and_then(|()| {
-                registered
-                    .probes
-                    .sandboxes
-                    .insert(cgroup_id, entries.policy, 0)
-                    .map_err(write)
-            });
+            .sandboxes
+            .insert(cgroup_id, policy, 0)
+            .map_err(write);
         match result {
             Ok(()) => Ok(registered),
             Err(err) => {
@@ -125,7 +128,6 @@ impl RegisteredSandbox {
             }
         };
         note(self.probes.sandboxes.remove(&cgroup_id));
-        note(self.probes.rings.remove(&cgroup_id));
         note(self.probes.state.remove(&cgroup_id));
         for key in &self.net4 {
             note(self.probes.net4.remove(key));

@@ -1,7 +1,7 @@
 //! Entries of sandboxes that are gone, removed from the shared maps.
 //!
 //! A sandbox whose supervisor died (a killed daemon's worker) is killed by its sentinel, but its
-//! policy, state, ring and rule entries stay in the pinned maps: only the supervisor knows them
+//! policy, state and rule entries stay in the pinned maps: only the supervisor knows them
 //! to unregister. Every key carries the sandbox's cgroup id, and cgroup ids are never reused, so
 //! entries whose cgroup no longer exists are dead weight. The daemon removes them when it starts,
 //! after killing orphaned sandboxes.
@@ -21,7 +21,6 @@ impl Probes {
     /// The cgroup ids that have any entry in the maps.
     pub fn sandbox_ids(&self) -> BTreeSet<u64> {
         let mut ids: BTreeSet<u64> = self.sandboxes.keys().filter_map(Result::ok).collect();
-        ids.extend(self.rings.keys().filter_map(Result::ok));
         ids.extend(self.state.keys().filter_map(Result::ok));
         ids.extend(
             self.net4
@@ -55,7 +54,6 @@ impl Probes {
         };
         for &id in ids {
             note(id, self.sandboxes.remove(&id));
-            note(id, self.rings.remove(&id));
             note(id, self.state.remove(&id));
         }
         let net4: Vec<_> = self.net4.keys().filter_map(Result::ok).collect();

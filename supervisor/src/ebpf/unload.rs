@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::EbpfError;
 use super::pins::{self, LoadLock, UsersLock};
+use super::ring_pool;
 
 /// What `guard unload` did.
 #[derive(Debug, Default)]
@@ -45,16 +46,20 @@ pub fn unload() -> Result<Unloaded, UnloadError> {
         })?;
         unloaded.removed.push(dir);
     }
-    match std::fs::remove_dir(pins::PIN_ROOT) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(UnloadError::Remove {
-                path: PathBuf::from(pins::PIN_ROOT),
-                source,
-            });
-        }
-    }
+    let gone = |result: std::io::Result<()>, path: &str| match result {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(UnloadError::Remove {
+            path: PathBuf::from(path),
+            source: err,
+        }),
+        _ => Ok(()),
+    };
+    gone(std::fs::remove_dir(pins::PIN_ROOT), pins::PIN_ROOT)?;
+    // The ring pools' slot locks: nobody holds one, since every holder also holds the users
+    // lock shared.
+    gone(
+        std::fs::remove_dir_all(ring_pool::SLOT_LOCK_ROOT),
+        ring_pool::SLOT_LOCK_ROOT,
+    )?;
     Ok(unloaded)
 }
 
