@@ -162,47 +162,20 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             fail(setup.report, ChildStep::WaitForGo, errno(), 125);
         }
 
-        // 1. Wait until the parent has put us in the sandbox cgroups and the probes watch them:
-        //    anything the command does must already be accounted and policed.
-        let mut byte = 0u8;
-        loop {
-            let n = libc::read(setup.go, (&raw mut byte).cast(), 1);
-            if n == 1 && byte == GO {
-                break;
-            }
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            // EOF or anything else: the supervisor gave up; run nothing.
-            libc::_exit(125);
-        }
-        libc::close(setup.go);
-
-        // 2. The supervisor blocks signals it reads through signalfd and Rust ignores SIGPIPE;
-        //    both would be inherited through execve, so reset them to what a shell would give.
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-            fail(setup.report, ChildStep::ResetSignals, errno(), 125);
-        }
-        for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
-            libc::signal(signal, libc::SIG_DFL);
-        }
-
-        // 3. Working directory before Landlock, so that a workdir outside the profile still
+        // 1. Working directory before Landlock, so that a workdir outside the profile still
         //    becomes the cwd (reads there are then denied by Landlock, as they should be).
         if libc::chdir(setup.workdir.as_ptr()) != 0 {
             fail(setup.report, ChildStep::Workdir, errno(), 125);
         }
 
-        // 4. rlimits (open_files, cpu_time per process as a backstop to the cgroup-wide check).
+        // 2. rlimits (open_files, cpu_time per process as a backstop to the cgroup-wide check).
         for (resource, limit) in setup.rlimits {
             if libc::setrlimit(*resource, limit) != 0 {
                 fail(setup.report, ChildStep::Rlimits, errno(), 125);
             }
         }
 
-        // 5. Capabilities, bounding set first: dropping it needs CAP_SETPCAP, which the user
+        // 3. Capabilities, bounding set first: dropping it needs CAP_SETPCAP, which the user
         //    switch below takes away.
         for cap in 0..=setup.last_cap {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
@@ -222,7 +195,7 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             fail(setup.report, ChildStep::DropBoundingSet, errno(), 125);
         }
 
-        // 6. process.user: groups, then gid, then uid (setuid last, it takes the right to the rest).
+        // 4. process.user: groups, then gid, then uid (setuid last, it takes the right to the rest).
         //    Raw syscalls, not glibc's wrappers: those take a lock and signal every thread glibc
         //    knows of, which after a raw clone3 are the parent's threads (and its lock state).
         if let Some(user) = setup.user
@@ -236,8 +209,16 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
         {
             fail(setup.report, ChildStep::SwitchUser, errno(), 125);
         }
+        // A change of the effective uid or gid clears the parent-death signal: set it again,
+        // and check again that the supervisor is still there.
+        if setup.user.is_some()
+            && (libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::getppid() != setup.supervisor_pid)
+        {
+            fail(setup.report, ChildStep::SwitchUser, errno(), 125);
+        }
 
-        // 7. Empty the effective, permitted and inheritable sets (bounding and ambient are done).
+        // 5. Empty the effective, permitted and inheritable sets (bounding and ambient are done).
         let mut header = CapHeader {
             version: LINUX_CAPABILITY_VERSION_3,
             pid: 0,
@@ -251,13 +232,13 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             fail(setup.report, ChildStep::ClearCapabilities, errno(), 125);
         }
 
-        // 8. no_new_privs: no setuid binary or file capability can give anything back, and it is
+        // 6. no_new_privs: no setuid binary or file capability can give anything back, and it is
         //    what allows an unprivileged Landlock and seccomp.
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(setup.report, ChildStep::NoNewPrivs, errno(), 125);
         }
 
-        // 9. Landlock: files, TCP ports, scopes.
+        // 7. Landlock: files, TCP ports, scopes.
         if let Some(ruleset) = setup.landlock_ruleset {
             if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) != 0 {
                 fail(setup.report, ChildStep::Landlock, errno(), 125);
@@ -265,8 +246,8 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             libc::close(ruleset);
         }
 
-        // 10. Nothing the supervisor holds (BPF maps, audit log, cgroup fds, fds it inherited)
-        //     may reach the tool: mark every descriptor above stderr close-on-exec.
+        // 8. Nothing the supervisor holds (BPF maps, audit log, cgroup fds, fds it inherited)
+        //    may reach the tool: mark every descriptor above stderr close-on-exec.
         if libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -275,6 +256,37 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
         ) != 0
         {
             fail(setup.report, ChildStep::Stdio, errno(), 125);
+        }
+
+        // 9. Wait until the parent has put us in the sandbox cgroups and the probes watch them:
+        //    anything the command does must already be accounted and policed. The steps above
+        //    only take rights away from this process, so they run before, while the parent
+        //    moves us (which waits for an RCU grace period on v1 hierarchies), not after it.
+        //    Signals stay blocked until here: one that arrives meanwhile is delivered after GO,
+        //    as if the child had waited for GO first.
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(setup.go, (&raw mut byte).cast(), 1);
+            if n == 1 && byte == GO {
+                break;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            // EOF or anything else: the supervisor gave up; run nothing.
+            libc::_exit(125);
+        }
+        libc::close(setup.go);
+
+        // 10. The supervisor blocks signals it reads through signalfd and Rust ignores SIGPIPE;
+        //     both would be inherited through execve, so reset them to what a shell would give.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+            fail(setup.report, ChildStep::ResetSignals, errno(), 125);
+        }
+        for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
+            libc::signal(signal, libc::SIG_DFL);
         }
 
         // 11. seccomp last: the steps above need syscalls the filter may deny.

@@ -246,14 +246,14 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         Spawned::Forked(child) => {
             if let Err(err) = cgroup.add_task(child) {
                 abandon(child, cgroup.as_ref(), sentinel, probes);
-                return Err(err.into());
+                return Err(child_failure_or(report_read, err.into()));
             }
             child
         }
     };
     if let Err(err) = write_go(go_write) {
         abandon(child, cgroup.as_ref(), sentinel, probes);
-        return Err(LaunchError::Release(err));
+        return Err(child_failure_or(report_read, LaunchError::Release(err)));
     }
 
     // 11. The report pipe closes on a successful execve; a message means a failed step and the
@@ -655,6 +655,13 @@ fn open_cgroup_dir(dir: &std::path::Path) -> Option<OwnedFd> {
 fn write_go(go: OwnedFd) -> std::io::Result<()> {
     let mut file = std::fs::File::from(go);
     std::io::Write::write_all(&mut file, &[GO])
+}
+
+/// The child confines itself before it waits for GO, so a step that failed there ended it and
+/// made the parent's move or release fail too: its report, when there is one, says why. Call
+/// only once the child is gone (after [`abandon`]), or the read waits for it.
+fn child_failure_or(report: OwnedFd, err: LaunchError) -> LaunchError {
+    read_report(report).map_or(err, LaunchError::Child)
 }
 
 /// Reads the child's report until EOF: `None` means execve succeeded.
