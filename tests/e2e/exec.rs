@@ -546,6 +546,57 @@ fn audit_mode_records_instead_of_denying_files() {
     assert!(target.exists());
 }
 
+/// The command is in the sandbox's cgroups when it starts, whichever way guard put it there
+/// (clone3 into the cgroup on pure cgroup v2, fork and move on hybrid hosts): its own
+/// `/proc/self/cgroup`, read by the command itself, names the sandbox in the unified hierarchy
+/// and in every v1 hierarchy that holds a controller guard limits with.
+#[test]
+fn the_command_starts_inside_the_sandbox_cgroup() {
+    require_root!();
+    let dir = TempDir::new("incgroup");
+    let profile = shell_profile(
+        &dir,
+        Path::new("/proc"),
+        &dir.mkdir("w"),
+        "[limits]\nmemory = \"128MiB\"\npids = 64\n",
+    );
+    let log = dir.path().join("audit.jsonl");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--audit-log",
+        log.to_str().unwrap(),
+        "--",
+        "/bin/cat",
+        "/proc/self/cgroup",
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    let records = fs::read_to_string(&log).unwrap();
+    let start: serde_json::Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    let sandbox = start["sandbox"].as_str().unwrap();
+    let expected = format!("/guard/{sandbox}");
+    // Lines are `hierarchy-id:controllers:path`; `0::path` is cgroup2.
+    let path_of = |wanted: &dyn Fn(&str) -> bool| -> Option<&str> {
+        out.stdout.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            wanted(controllers).then_some(path)
+        })
+    };
+    assert_eq!(
+        path_of(&|c| c.is_empty()),
+        Some(expected.as_str()),
+        "cgroup2: {out}"
+    );
+    for controller in ["memory", "pids"] {
+        // Present on hybrid hosts only; on pure cgroup v2 the line above is the whole story.
+        if let Some(path) = path_of(&|c| c.split(',').any(|name| name == controller)) {
+            assert_eq!(path, expected, "{controller}: {out}");
+        }
+    }
+}
+
 #[test]
 fn no_sandbox_cgroup_is_left_behind() {
     require_root!();

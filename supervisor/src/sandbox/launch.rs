@@ -3,16 +3,16 @@
 
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
-use nix::unistd::{ForkResult, Pid, fork, pipe2};
+use nix::unistd::{Pid, pipe2};
 use serde_json::json;
 
 use super::cgroup::{self, CgroupEvents, CgroupManager};
-use super::child::{self, ChildSetup};
+use super::child::{self, ChildSetup, Spawned};
 use super::coverage;
 use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock::{self as sandbox_landlock, LandlockGap};
@@ -59,7 +59,7 @@ pub enum LaunchError {
     Signals(#[from] supervise::SuperviseError),
     #[error("creating the handshake pipes")]
     Pipe(#[source] nix::Error),
-    #[error("forking the command")]
+    #[error("starting the command's process")]
     Fork(#[source] nix::Error),
     #[error("releasing the command")]
     Release(#[source] std::io::Error),
@@ -220,11 +220,15 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         supervisor_pid: nix::unistd::getpid().as_raw(),
     };
 
-    // 9. fork. The child blocks on the go pipe, then confines itself and execs (child.rs).
+    // 9. Start the child: on a pure cgroup v2 host directly in the sandbox cgroup (clone3 with
+    //    CLONE_INTO_CGROUP), else by fork. The child blocks on the go pipe, then confines itself
+    //    and execs (child.rs).
+    let clone_into = cgroup.clone_into_dir().and_then(open_cgroup_dir);
     // SAFETY: the child only runs `child::run`, which uses raw syscalls on prepared memory.
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => unsafe { child::run(&setup) },
-        Ok(ForkResult::Parent { child }) => child,
+    let spawned = unsafe { child::spawn(&setup, clone_into.as_ref().map(AsFd::as_fd)) };
+    drop(clone_into);
+    let spawned = match spawned {
+        Ok(spawned) => spawned,
         Err(err) => {
             let _ = cgroup.remove();
             release_probes(probes);
@@ -235,14 +239,21 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     drop(report_write);
     drop(landlock);
 
-    // 10. Put the child in the sandbox cgroups, then release it. If that fails it never runs.
-    if let Err(err) = cgroup.add_task(child) {
-        abandon(child, cgroup.as_ref(), sentinel, probes);
-        return Err(err.into());
-    }
+    // 10. A forked child goes into the sandbox cgroups now; then it is released. If that fails
+    //     it never runs.
+    let child = match spawned {
+        Spawned::InCgroup(child) => child,
+        Spawned::Forked(child) => {
+            if let Err(err) = cgroup.add_task(child) {
+                abandon(child, cgroup.as_ref(), sentinel, probes);
+                return Err(child_failure_or(report_read, err.into()));
+            }
+            child
+        }
+    };
     if let Err(err) = write_go(go_write) {
         abandon(child, cgroup.as_ref(), sentinel, probes);
-        return Err(LaunchError::Release(err));
+        return Err(child_failure_or(report_read, LaunchError::Release(err)));
     }
 
     // 11. The report pipe closes on a successful execve; a message means a failed step and the
@@ -630,9 +641,27 @@ fn release_probes(probes: Option<AttachedProbes>) {
     }
 }
 
+/// The sandbox's cgroup2 directory as the fd `clone3` takes; `None` (the child is forked and
+/// moved instead, which reports a vanished directory itself) when it cannot be opened.
+fn open_cgroup_dir(dir: &std::path::Path) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+}
+
 fn write_go(go: OwnedFd) -> std::io::Result<()> {
     let mut file = std::fs::File::from(go);
     std::io::Write::write_all(&mut file, &[GO])
+}
+
+/// The child confines itself before it waits for GO, so a step that failed there ended it and
+/// made the parent's move or release fail too: its report, when there is one, says why. Call
+/// only once the child is gone (after [`abandon`]), or the read waits for it.
+fn child_failure_or(report: OwnedFd, err: LaunchError) -> LaunchError {
+    read_report(report).map_or(err, LaunchError::Child)
 }
 
 /// Reads the child's report until EOF: `None` means execve succeeded.

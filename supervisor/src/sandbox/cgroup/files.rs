@@ -187,7 +187,16 @@ impl Freezer for NoFreezer {
 
 /// Freezes, sends SIGKILL to every process listed in any of `dirs`, thaws so the signals are
 /// delivered, and repeats until all of `dirs` are empty.
+///
+/// Sandboxes that are already empty (the usual end: the command exited and forked nothing that
+/// outlived it, or `cgroup.kill` got everything) are not frozen: freezing and thawing a v1
+/// freezer cgroup toggles a static key, which patches kernel text with IPIs to every CPU. An
+/// empty cgroup cannot fill up by itself: only a member can fork into it, and guard moves no
+/// process into a sandbox after its start. Empty here is exactly the condition the loop ends on.
 pub fn kill_until_empty(dirs: &[&Path], freezer: &dyn Freezer) -> Result<(), CgroupError> {
+    if all_empty(dirs)? {
+        return Ok(());
+    }
     let start = Instant::now();
     loop {
         freezer.freeze()?;
@@ -225,6 +234,16 @@ pub fn kill_until_empty(dirs: &[&Path], freezer: &dyn Freezer) -> Result<(), Cgr
         }
         sleep(POLL);
     }
+}
+
+/// Whether no process is listed in any of `dirs`.
+fn all_empty(dirs: &[&Path]) -> Result<bool, CgroupError> {
+    for dir in dirs {
+        if !procs(dir)?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Polls `done` until it holds or `timeout` passes; returns whether it held.
@@ -297,6 +316,34 @@ mod tests {
         assert_eq!(number(dir.path(), "memory.peak").unwrap(), Some(4096));
         assert_eq!(number(dir.path(), "memory.max_usage").unwrap(), None);
         assert!(procs(&dir.path().join("gone")).unwrap().is_empty());
+    }
+
+    /// A freezer that counts how often it was used.
+    struct CountingFreezer(std::cell::Cell<u32>);
+
+    impl Freezer for CountingFreezer {
+        fn freeze(&self) -> Result<(), CgroupError> {
+            self.0.set(self.0.get() + 1);
+            Ok(())
+        }
+        fn thaw(&self) -> Result<(), CgroupError> {
+            self.0.set(self.0.get() + 1);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn empty_sandboxes_are_not_frozen() {
+        let a = TempDir::new();
+        let b = TempDir::new();
+        a.file("cgroup.procs", "");
+        b.file("cgroup.procs", "");
+        let freezer = CountingFreezer(std::cell::Cell::new(0));
+        kill_until_empty(&[a.path(), b.path(), &a.path().join("gone")], &freezer).unwrap();
+        assert_eq!(freezer.0.get(), 0);
+        assert!(all_empty(&[a.path(), b.path()]).unwrap());
+        b.file("cgroup.procs", "12\n");
+        assert!(!all_empty(&[a.path(), b.path()]).unwrap());
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub struct CgroupEvents {
 pub trait CgroupManager: Debug + Send + Sync {
     /// Moves `pid` (a whole process) into the sandbox cgroup(s); its future children stay there.
     fn add_task(&self, pid: Pid) -> Result<(), CgroupError>;
+    /// The directory a process can be started in with `clone3(CLONE_INTO_CGROUP)` so that it is
+    /// in the whole sandbox from its first instruction, with no [`CgroupManager::add_task`]:
+    /// only when the sandbox is a single cgroup2 directory (a pure cgroup v2 host). The flag
+    /// reaches cgroup2 only, so a sandbox with v1 directories has none.
+    fn clone_into_dir(&self) -> Option<&Path> {
+        None
+    }
     /// Writes `limits`; a limit that is `None` is left at the kernel's default (unlimited).
     fn apply(&self, limits: &CgroupLimits) -> Result<(), CgroupError>;
     /// OOM kills and refused forks so far.

@@ -164,6 +164,10 @@ impl CgroupManager for V2Manager {
         files::write(&self.path, "cgroup.procs", &pid.as_raw().to_string())
     }
 
+    fn clone_into_dir(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn apply(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
         memory::apply(limits, &self.path)?;
         pids::apply(limits, &self.path)?;
