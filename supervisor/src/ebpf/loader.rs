@@ -19,7 +19,7 @@ use guard_common::{SandboxPolicy, SandboxState, names};
 use super::events::{EventError, ProbeEvent, parse_record};
 use super::pins::{self, LoadLock};
 use super::{EbpfError, tracefs};
-use crate::host::btf::Btf;
+use crate::host::btf;
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
@@ -130,9 +130,7 @@ where
 
 /// Loads the object, attaches every probe and pins maps and links into `dir`.
 fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
-    let offsets = Btf::vmlinux()
-        .and_then(|btf| btf.kernel_offsets())
-        .map_err(EbpfError::Btf)?;
+    let offsets = btf::vmlinux_offsets().map_err(EbpfError::Btf)?;
     let mut ebpf = EbpfLoader::new()
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .load(OBJECT)
