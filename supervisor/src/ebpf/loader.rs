@@ -19,7 +19,8 @@ use guard_common::{SandboxPolicy, SandboxState, names};
 use super::events::{EventError, ProbeEvent, parse_record};
 use super::pins::{self, LoadLock};
 use super::{EbpfError, tracefs};
-use crate::host::btf;
+use crate::host::bpf as host_bpf;
+use crate::host::btf::{self, VmlinuxBtf};
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
@@ -130,8 +131,15 @@ where
 
 /// Loads the object, attaches every probe and pins maps and links into `dir`.
 fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
-    let offsets = btf::vmlinux_offsets().map_err(EbpfError::Btf)?;
+    // The kernel's BTF, mapped at most once per load and only if something needs it.
+    let mut vmlinux = None;
+    let offsets = btf::vmlinux_offsets(&mut vmlinux).map_err(EbpfError::Btf)?;
+    // No kernel BTF for the loader: it would use it only for CO-RE relocations, and the probes
+    // have none (they read kernel structs at the offsets above; a unit test keeps it so).
+    // aya 0.14's `EbpfLoader::new()` parses `/sys/kernel/btf/vmlinux` all the same; replacing
+    // that parse with `None` at once frees it before anything else is allocated.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .load(OBJECT)
         .map_err(EbpfError::LoadObject)?;
@@ -139,7 +147,7 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     // bpffs refuses names with a dot in them.
     let staging = PathBuf::from(format!("{}-loading-{}", dir.display(), std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    let result = attach_and_pin(&mut ebpf, &staging, guard_cgroup).and_then(|()| {
+    let result = attach_and_pin(&mut ebpf, &staging, guard_cgroup, &mut vmlinux).and_then(|()| {
         std::fs::rename(&staging, dir).map_err(|source| EbpfError::Pin {
             path: dir.to_path_buf(),
             source,
@@ -152,7 +160,12 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     result
 }
 
-fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
+fn attach_and_pin(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    guard_cgroup: &Path,
+    vmlinux: &mut Option<VmlinuxBtf>,
+) -> Result<(), EbpfError> {
     std::fs::create_dir_all(staging).map_err(|source| EbpfError::Pin {
         path: staging.to_path_buf(),
         source,
@@ -210,7 +223,13 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
 
     // BPF LSM, where this kernel allows it: refuses a forbidden exec with EPERM before it
     // happens. Optional: the tracepoint above enforces by killing where LSM does not load.
-    if let Err(err) = attach_lsm(ebpf, staging) {
+    // Where `bpf` is not an active LSM the load would fail anyway, after parsing the kernel's
+    // BTF for the hook's id (the costliest part of a cold start after the verifier).
+    if host_bpf::lsm_listed() == Some(false) {
+        tracing_note("BPF LSM exec hook not used: bpf is not an active LSM");
+        return Ok(());
+    }
+    if let Err(err) = attach_lsm(ebpf, staging, vmlinux) {
         tracing_note(&format!("BPF LSM exec hook not used: {err}"));
     }
     Ok(())
@@ -228,9 +247,15 @@ where
 }
 
 /// Loads, attaches and pins the BPF LSM exec hook.
-fn attach_lsm(ebpf: &mut Ebpf, staging: &Path) -> Result<(), EbpfError> {
+fn attach_lsm(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    vmlinux: &mut Option<VmlinuxBtf>,
+) -> Result<(), EbpfError> {
     let name = names::LSM_BPRM_CHECK;
-    let btf = aya::Btf::from_sys_fs().map_err(EbpfError::AyaBtf)?;
+    let blob = btf::vmlinux(vmlinux).map_err(EbpfError::Btf)?;
+    let btf =
+        aya::Btf::parse(blob.as_slice(), aya::Endianness::default()).map_err(EbpfError::AyaBtf)?;
     let program: &mut Lsm = typed_program(ebpf, name)?;
     program
         .load(names::LSM_BPRM_CHECK_HOOK, &btf)
@@ -316,5 +341,46 @@ impl EventRing {
 impl AsFd for EventRing {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.ring.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contents of the ELF section `wanted` of a little-endian ELF64 object.
+    fn elf_section<'a>(elf: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
+        let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+        let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+        let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let header = |i: usize| shoff + i * shentsize;
+        let names = u64_at(header(shstrndx) + 0x18);
+        (0..shnum).find_map(|i| {
+            let name = &elf[names + u32_at(header(i))..];
+            let name = &name[..name.iter().position(|&b| b == 0)?];
+            (name == wanted.as_bytes()).then(|| {
+                let (offset, size) = (u64_at(header(i) + 0x18), u64_at(header(i) + 0x20));
+                &elf[offset..offset + size]
+            })
+        })
+    }
+
+    /// The loader is given no kernel BTF, which is only right while the probes have no CO-RE
+    /// relocations: with some, aya would leave them unrelocated instead of failing.
+    #[test]
+    fn the_probes_have_no_core_relocations() {
+        let ext = elf_section(OBJECT, ".BTF.ext").expect("the object has .BTF.ext");
+        // struct btf_ext_header: magic, version, flags, hdr_len, func/line info offsets and
+        // lengths, then (when hdr_len reaches it) core_relo_off, core_relo_len.
+        let hdr_len = u32::from_le_bytes(ext[4..8].try_into().unwrap());
+        if hdr_len >= 32 {
+            let core_relo_len = u32::from_le_bytes(ext[28..32].try_into().unwrap());
+            assert_eq!(
+                core_relo_len, 0,
+                "the probes now have CO-RE relocations: give EbpfLoader the kernel's BTF"
+            );
+        }
     }
 }

@@ -39,6 +39,27 @@ pub fn detect(cgroup2: Option<&Path>) -> BpfSupport {
     }
 }
 
+/// The active LSMs, in boot order, as securityfs lists them.
+pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
+
+/// Whether `bpf` is among the active LSMs: `None` when [`LSM_LIST`] cannot be read (securityfs
+/// not mounted, as on hosts without systemd), so the caller tries BPF LSM instead of guessing.
+/// `Some(true)` does not mean BPF LSM programs load: a kernel can list it and still refuse them.
+///
+/// # Minimum kernel version
+///
+/// The minimum kernel version required to use this feature is 4.15 (`lsm` in securityfs).
+pub fn lsm_listed() -> Option<bool> {
+    std::fs::read_to_string(LSM_LIST)
+        .ok()
+        .map(|list| lists_bpf(&list))
+}
+
+/// Whether the comma-separated LSM list names `bpf`.
+fn lists_bpf(list: &str) -> bool {
+    list.trim().split(',').any(|lsm| lsm == "bpf")
+}
+
 fn outcome(result: Result<(), String>) -> Probe {
     match result {
         Ok(()) => Probe::Available,
@@ -148,6 +169,15 @@ impl Drop for TempCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bpf_in_the_lsm_list() {
+        assert!(lists_bpf("lockdown,capability,landlock,yama,bpf\n"));
+        assert!(lists_bpf("bpf"));
+        assert!(!lists_bpf("lockdown,capability,landlock,yama,apparmor\n"));
+        assert!(!lists_bpf("bpf_something,notbpf"));
+        assert!(!lists_bpf(""));
+    }
 
     #[test]
     fn first_line_drops_the_verifier_log() {

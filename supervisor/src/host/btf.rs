@@ -330,9 +330,6 @@ impl<'a> Btf<'a> {
     }
 
     /// The offsets the exec probe needs.
-    ///
-    /// Changing what is computed here (a field added, or computed differently) must bump
-    /// `offsets_cache::FORMAT`, or a cache written by the previous guard would be used.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         Ok(KernelOffsets {
             task_mm: self.offset_of("task_struct", "mm")?,
@@ -353,10 +350,19 @@ impl<'a> Btf<'a> {
     }
 }
 
-/// The running kernel's offsets, from its BTF.
-pub fn vmlinux_offsets() -> Result<KernelOffsets, BtfError> {
-    let blob = VmlinuxBtf::open()?;
-    Btf::parse(blob.as_slice())?.kernel_offsets()
+/// The running kernel's BTF in `slot`, mapped (or read) on first use, so callers that may or
+/// may not need it share one copy.
+pub fn vmlinux(slot: &mut Option<VmlinuxBtf>) -> Result<&VmlinuxBtf, BtfError> {
+    let blob = match slot.take() {
+        Some(blob) => blob,
+        None => VmlinuxBtf::open()?,
+    };
+    Ok(slot.insert(blob))
+}
+
+/// The running kernel's offsets, from its BTF (opened into `slot` when it is not yet).
+pub fn vmlinux_offsets(slot: &mut Option<VmlinuxBtf>) -> Result<KernelOffsets, BtfError> {
+    Btf::parse(vmlinux(slot)?.as_slice())?.kernel_offsets()
 }
 
 #[cfg(test)]
@@ -516,7 +522,7 @@ mod tests {
             eprintln!("skipped: {VMLINUX_BTF} is missing on this host");
             return;
         }
-        let offsets = vmlinux_offsets().unwrap();
+        let offsets = vmlinux_offsets(&mut None).unwrap();
         assert_eq!(offsets.valid, 1);
         // i_ino follows a handful of pointers and flags in every kernel since BTF exists; a
         // zero would mean the lookup silently failed.
