@@ -21,6 +21,7 @@ use super::pins::{self, LoadLock};
 use super::{EbpfError, tracefs};
 use crate::host::bpf as host_bpf;
 use crate::host::btf::{self, VmlinuxBtf};
+use crate::host::offsets_cache::OffsetsCache;
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
@@ -133,7 +134,13 @@ where
 fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     // The kernel's BTF, mapped at most once per load and only if something needs it.
     let mut vmlinux = None;
-    let offsets = btf::vmlinux_offsets(&mut vmlinux).map_err(EbpfError::Btf)?;
+    // Cached per kernel build, so only the first load after boot parses BTF for them.
+    let mut compute = || btf::vmlinux_offsets(&mut vmlinux);
+    let offsets = match OffsetsCache::for_running_kernel() {
+        Some(cache) => cache.get_or_compute(compute),
+        None => compute(),
+    }
+    .map_err(EbpfError::Btf)?;
     // No kernel BTF for the loader: it would use it only for CO-RE relocations, and the probes
     // have none (they read kernel structs at the offsets above; a unit test keeps it so).
     // aya 0.14's `EbpfLoader::new()` parses `/sys/kernel/btf/vmlinux` all the same; replacing

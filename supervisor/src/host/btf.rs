@@ -330,6 +330,9 @@ impl<'a> Btf<'a> {
     }
 
     /// The offsets the exec probe needs.
+    ///
+    /// Changing what is computed here (a field added, or computed differently) must bump
+    /// [`super::offsets_cache::FORMAT`], or a cache written by the previous guard would be used.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         Ok(KernelOffsets {
             task_mm: self.offset_of("task_struct", "mm")?,
