@@ -143,9 +143,7 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     .map_err(EbpfError::Btf)?;
     // No kernel BTF for the loader: it would use it only for CO-RE relocations, and the probes
     // have none (they read kernel structs at the offsets above; a unit test keeps it so).
-    // aya 0.14's `EbpfLoader::new()` parses `/sys/kernel/btf/vmlinux` all the same; replacing
-    // that parse with `None` at once frees it before anything else is allocated.
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader_without_btf()
         .btf(None)
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .load(OBJECT)
@@ -165,6 +163,37 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
         let _ = std::fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// An `EbpfLoader` that has not read the kernel's BTF.
+///
+/// aya 0.14's `EbpfLoader::new()` reads and parses `/sys/kernel/btf/vmlinux` whatever the
+/// loader is later told (aya issue #1172; later aya releases parse it only when an object needs
+/// it, but they need a newer compiler than this project's). For guard that parse is most of a
+/// cold start's user-space work and all of its peak memory above a warm start's (about 30 ms and
+/// 17 MiB here). So the loader is made on a short-lived thread that has its own root directory
+/// (`unshare(CLONE_FS)`, then `chroot` to guard's run directory, where no `sys/kernel/btf`
+/// exists): the read fails at `open` and the loader starts without BTF. The process's root
+/// and working directory are untouched; the thread is gone before anything else happens.
+/// Where that thread cannot be set up, the loader is made the ordinary way: slower, same result.
+fn loader_without_btf() -> EbpfLoader<'static> {
+    let isolated = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Option<EbpfLoader<'static>> {
+                use nix::sched::{CloneFlags, unshare};
+                unshare(CloneFlags::CLONE_FS).ok()?;
+                nix::unistd::chroot(pins::RUN_DIR).ok()?;
+                nix::unistd::chdir("/").ok()?;
+                Some(EbpfLoader::new())
+            })
+            .join()
+            .ok()
+            .flatten()
+    });
+    isolated.unwrap_or_else(|| {
+        tracing_note("the probe loader parses the kernel's BTF: no thread of its own root");
+        EbpfLoader::new()
+    })
 }
 
 fn attach_and_pin(
