@@ -290,6 +290,14 @@ fn attach_lsm(
 ) -> Result<(), EbpfError> {
     let name = names::LSM_BPRM_CHECK;
     let blob = btf::vmlinux(vmlinux).map_err(EbpfError::Btf)?;
+    // Whether this kernel loads LSM programs at all, asked with a two-instruction program
+    // attached to the same hook, before aya parses the whole BTF (~10 MiB of heap) for it.
+    let hook = format!("bpf_lsm_{}", names::LSM_BPRM_CHECK_HOOK);
+    let hook_id = btf::Btf::parse(blob.as_slice())
+        .map_err(EbpfError::Btf)?
+        .func_id(&hook)
+        .ok_or(EbpfError::Btf(btf::BtfError::NoFunc(hook)))?;
+    host_bpf::lsm_program_loads(hook_id).map_err(|source| EbpfError::LsmRefused { source })?;
     let btf =
         aya::Btf::parse(blob.as_slice(), aya::Endianness::default()).map_err(EbpfError::AyaBtf)?;
     let program: &mut Lsm = typed_program(ebpf, name)?;

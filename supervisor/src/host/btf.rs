@@ -44,6 +44,8 @@ pub enum BtfError {
     Malformed(&'static str),
     #[error("the kernel's BTF has no struct {0}")]
     NoStruct(String),
+    #[error("the kernel's BTF has no function {0}")]
+    NoFunc(String),
     #[error("the kernel's BTF has no field {field} in struct {strukt}")]
     NoField { strukt: String, field: String },
     #[error("field {strukt}.{field} is a bitfield")]
@@ -53,6 +55,7 @@ pub enum BtfError {
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_FUNC: u32 = 12;
 /// Size of a type record's fixed part (`struct btf_type`) and of one member (`struct btf_member`).
 const TYPE_LEN: usize = 12;
 const MEMBER_LEN: usize = 12;
@@ -275,6 +278,18 @@ impl<'a> Btf<'a> {
                 bitfield,
             },
         ))
+    }
+
+    /// The type id of the function `name` (a `FUNC` type): what a BPF LSM or tracing program
+    /// names as its attach point.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.starts.iter().zip(1u32..).find_map(|(&at, id)| {
+            let at = at as usize;
+            let info = u32_at(self.types, at + 4).ok()?;
+            ((info >> 24) & 0x1f == KIND_FUNC
+                && self.name(u32_at(self.types, at).ok()?) == name.as_bytes())
+            .then_some(id)
+        })
     }
 
     /// Byte offset of `path` (`"f_path.dentry"`: members of members) in struct `strukt`,
@@ -531,5 +546,16 @@ mod tests {
         // zero would mean the lookup silently failed.
         assert!(offsets.task_mm > 0 && offsets.inode_ino > 0 && offsets.dentry_parent > 0);
         assert_ne!(offsets.mm_arg_start, offsets.mm_arg_end);
+        // The function aya would find for the BPF LSM exec hook, found here too.
+        let blob = VmlinuxBtf::open().unwrap();
+        let btf = Btf::parse(blob.as_slice()).unwrap();
+        let aya_btf = aya::Btf::parse(blob.as_slice(), aya::Endianness::default()).unwrap();
+        for func in ["bpf_lsm_bprm_check_security", "vfs_read"] {
+            let expected = aya_btf
+                .id_by_type_name_kind(func, aya_obj::btf::BtfKind::Func)
+                .ok();
+            assert_eq!(btf.func_id(func), expected, "{func}");
+        }
+        assert_eq!(btf.func_id("no_such_function_in_any_kernel"), None);
     }
 }
