@@ -11,6 +11,7 @@
 //! where the kernel allows that, and [`Btf`] indexes where each type starts and borrows names
 //! from the blob rather than building an owned tree of every struct and member.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
@@ -158,8 +159,9 @@ pub struct Btf<'a> {
     strings: &'a [u8],
     /// Offset in `types` of the record of type id `i + 1` (id 0 is `void`).
     starts: Vec<u32>,
-    /// Named structs; the first complete definition wins (vmlinux BTF is deduplicated).
-    structs: HashMap<&'a [u8], u32>,
+    /// Named structs, made on the first lookup by name (a function lookup needs none); the
+    /// first complete definition wins (vmlinux BTF is deduplicated).
+    structs: OnceCell<HashMap<&'a [u8], u32>>,
 }
 
 /// What one struct or union member says.
@@ -169,17 +171,17 @@ struct Member {
     bitfield: bool,
 }
 
-fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
-    data.get(at..at.saturating_add(2))
+fn u16_at(data: &[u8], at: usize) -> Option<u16> {
+    data.get(at..at.checked_add(2)?)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .ok_or(BtfError::Malformed("truncated"))
 }
 
-fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
-    data.get(at..at.saturating_add(4))
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at.checked_add(4)?)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(BtfError::Malformed("truncated"))
 }
+
+const TRUNCATED: BtfError = BtfError::Malformed("truncated");
 
 fn section(data: &[u8], start: usize, len: u32) -> Result<&[u8], BtfError> {
     start
@@ -192,14 +194,14 @@ impl<'a> Btf<'a> {
     /// Indexes a little-endian BTF blob. Every type record is checked to lie inside the type
     /// section, so later lookups cannot read past it.
     pub fn parse(data: &'a [u8]) -> Result<Self, BtfError> {
-        if u16_at(data, 0)? != BTF_MAGIC {
+        if u16_at(data, 0).ok_or(TRUNCATED)? != BTF_MAGIC {
             return Err(BtfError::Malformed("bad magic (or not little-endian)"));
         }
-        let hdr_len = u32_at(data, 4)? as usize;
-        let type_off = u32_at(data, 8)? as usize;
-        let type_len = u32_at(data, 12)?;
-        let str_off = u32_at(data, 16)? as usize;
-        let str_len = u32_at(data, 20)?;
+        let hdr_len = u32_at(data, 4).ok_or(TRUNCATED)? as usize;
+        let type_off = u32_at(data, 8).ok_or(TRUNCATED)? as usize;
+        let type_len = u32_at(data, 12).ok_or(TRUNCATED)?;
+        let str_off = u32_at(data, 16).ok_or(TRUNCATED)? as usize;
+        let str_len = u32_at(data, 20).ok_or(TRUNCATED)?;
         let types = section(data, hdr_len.saturating_add(type_off), type_len)?;
         let strings = section(data, hdr_len.saturating_add(str_off), str_len)?;
 
@@ -207,12 +209,11 @@ impl<'a> Btf<'a> {
             types,
             strings,
             starts: Vec::new(),
-            structs: HashMap::new(),
+            structs: OnceCell::new(),
         };
         let mut at = 0usize;
         while at < types.len() {
-            let name_off = u32_at(types, at)?;
-            let info = u32_at(types, at + 4)?;
+            let info = u32_at(types, at + 4).ok_or(TRUNCATED)?;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
             let extra = match kind {
@@ -232,13 +233,28 @@ impl<'a> Btf<'a> {
             let start =
                 u32::try_from(at).map_err(|_| BtfError::Malformed("type section too large"))?;
             btf.starts.push(start);
-            if kind == KIND_STRUCT && name_off != 0 && vlen > 0 {
-                let id = btf.starts.len() as u32;
-                btf.structs.entry(btf.name(name_off)).or_insert(id);
-            }
             at = end;
         }
         Ok(btf)
+    }
+
+    /// The named structs with members, by name.
+    fn structs(&self) -> &HashMap<&'a [u8], u32> {
+        self.structs.get_or_init(|| {
+            let mut structs = HashMap::new();
+            for (&at, id) in self.starts.iter().zip(1u32..) {
+                let at = at as usize;
+                let (Some(name_off), Some(info)) =
+                    (u32_at(self.types, at), u32_at(self.types, at + 4))
+                else {
+                    continue;
+                };
+                if (info >> 24) & 0x1f == KIND_STRUCT && name_off != 0 && info & 0xffff > 0 {
+                    structs.entry(self.name(name_off)).or_insert(id);
+                }
+            }
+            structs
+        })
     }
 
     /// The NUL-terminated string at `off` in the string section (empty when out of bounds).
@@ -252,7 +268,7 @@ impl<'a> Btf<'a> {
     /// kind_flag), or `None` for any other kind.
     fn composite(&self, type_id: u32) -> Option<(usize, usize, bool)> {
         let at = *self.starts.get((type_id as usize).checked_sub(1)?)? as usize;
-        let info = u32_at(self.types, at + 4).ok()?;
+        let info = u32_at(self.types, at + 4)?;
         let kind = (info >> 24) & 0x1f;
         (kind == KIND_STRUCT || kind == KIND_UNION).then_some((
             at + TYPE_LEN,
@@ -264,16 +280,16 @@ impl<'a> Btf<'a> {
     /// Member `index` of a composite whose members start at `members` (bounds checked in parse).
     fn member(&self, members: usize, index: usize, kind_flag: bool) -> Option<(u32, Member)> {
         let base = members + MEMBER_LEN * index;
-        let offset = u32_at(self.types, base + 8).ok()?;
+        let offset = u32_at(self.types, base + 8)?;
         let (bit_offset, bitfield) = if kind_flag {
             (offset & 0x00ff_ffff, offset >> 24 != 0)
         } else {
             (offset, false)
         };
         Some((
-            u32_at(self.types, base).ok()?,
+            u32_at(self.types, base)?,
             Member {
-                type_id: u32_at(self.types, base + 4).ok()?,
+                type_id: u32_at(self.types, base + 4)?,
                 bit_offset,
                 bitfield,
             },
@@ -285,9 +301,9 @@ impl<'a> Btf<'a> {
     pub fn func_id(&self, name: &str) -> Option<u32> {
         self.starts.iter().zip(1u32..).find_map(|(&at, id)| {
             let at = at as usize;
-            let info = u32_at(self.types, at + 4).ok()?;
+            let info = u32_at(self.types, at + 4)?;
             ((info >> 24) & 0x1f == KIND_FUNC
-                && self.name(u32_at(self.types, at).ok()?) == name.as_bytes())
+                && self.name(u32_at(self.types, at)?) == name.as_bytes())
             .then_some(id)
         })
     }
@@ -296,7 +312,7 @@ impl<'a> Btf<'a> {
     /// looking through anonymous struct and union members as C does.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
         let mut type_id = *self
-            .structs
+            .structs()
             .get(strukt.as_bytes())
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
         let mut total_bits = 0u32;
