@@ -176,6 +176,8 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
 /// exists): the read fails at `open` and the loader starts without BTF. The process's root
 /// and working directory are untouched; the thread is gone before anything else happens.
 /// Where that thread cannot be set up, the loader is made the ordinary way: slower, same result.
+/// That is the case for the daemon under `packaging/systemd/guard.service`, whose capability
+/// bounding set has no CAP_SYS_CHROOT; it loads the probes once per boot, so it keeps that set.
 fn loader_without_btf() -> EbpfLoader<'static> {
     let isolated = std::thread::scope(|scope| {
         scope
