@@ -19,7 +19,9 @@ use guard_common::{SandboxPolicy, SandboxState, names};
 use super::events::{EventError, ProbeEvent, parse_record};
 use super::pins::{self, LoadLock};
 use super::{EbpfError, tracefs};
-use crate::host::btf::Btf;
+use crate::host::bpf as host_bpf;
+use crate::host::btf::{self, VmlinuxBtf};
+use crate::host::offsets_cache::OffsetsCache;
 
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
@@ -131,10 +133,19 @@ where
 
 /// Loads the object, attaches every probe and pins maps and links into `dir`.
 fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
-    let offsets = Btf::vmlinux()
-        .and_then(|btf| btf.kernel_offsets())
-        .map_err(EbpfError::Btf)?;
-    let mut ebpf = EbpfLoader::new()
+    // The kernel's BTF, mapped at most once per load and only if something needs it.
+    let mut vmlinux = None;
+    // Cached per kernel build, so only the first load after boot parses BTF for them.
+    let mut compute = || btf::vmlinux_offsets(&mut vmlinux);
+    let offsets = match OffsetsCache::for_running_kernel() {
+        Some(cache) => cache.get_or_compute(compute),
+        None => compute(),
+    }
+    .map_err(EbpfError::Btf)?;
+    // No kernel BTF for the loader: it would use it only for CO-RE relocations, and the probes
+    // have none (they read kernel structs at the offsets above; a unit test keeps it so).
+    let mut ebpf = loader_without_btf()
+        .btf(None)
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .load(OBJECT)
         .map_err(EbpfError::LoadObject)?;
@@ -142,7 +153,7 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     // bpffs refuses names with a dot in them.
     let staging = PathBuf::from(format!("{}-loading-{}", dir.display(), std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    let result = attach_and_pin(&mut ebpf, &staging, guard_cgroup).and_then(|()| {
+    let result = attach_and_pin(&mut ebpf, &staging, guard_cgroup, &mut vmlinux).and_then(|()| {
         std::fs::rename(&staging, dir).map_err(|source| EbpfError::Pin {
             path: dir.to_path_buf(),
             source,
@@ -155,7 +166,45 @@ fn load_and_pin(dir: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
     result
 }
 
-fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Result<(), EbpfError> {
+/// An `EbpfLoader` that has not read the kernel's BTF.
+///
+/// aya 0.14's `EbpfLoader::new()` reads and parses `/sys/kernel/btf/vmlinux` whatever the
+/// loader is later told (aya issue #1172; later aya releases parse it only when an object needs
+/// it, but they need a newer compiler than this project's). For guard that parse was most of a
+/// cold start's user-space work and of its peak memory above a warm start's (about 10 ms of CPU,
+/// 1,350 page-sized reads and 11 MiB of heap on 6.18). So the loader is made on a short-lived thread that has its own root directory
+/// (`unshare(CLONE_FS)`, then `chroot` to guard's run directory, where no `sys/kernel/btf`
+/// exists): the read fails at `open` and the loader starts without BTF. The process's root
+/// and working directory are untouched; the thread is gone before anything else happens.
+/// Where that thread cannot be set up, the loader is made the ordinary way: slower, same result.
+/// That is the case for the daemon under `packaging/systemd/guard.service`, whose capability
+/// bounding set has no CAP_SYS_CHROOT; it loads the probes once per boot, so it keeps that set.
+fn loader_without_btf() -> EbpfLoader<'static> {
+    let isolated = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Option<EbpfLoader<'static>> {
+                use nix::sched::{CloneFlags, unshare};
+                unshare(CloneFlags::CLONE_FS).ok()?;
+                nix::unistd::chroot(pins::RUN_DIR).ok()?;
+                nix::unistd::chdir("/").ok()?;
+                Some(EbpfLoader::new())
+            })
+            .join()
+            .ok()
+            .flatten()
+    });
+    isolated.unwrap_or_else(|| {
+        tracing_note("the probe loader parses the kernel's BTF: no thread of its own root");
+        EbpfLoader::new()
+    })
+}
+
+fn attach_and_pin(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    guard_cgroup: &Path,
+    vmlinux: &mut Option<VmlinuxBtf>,
+) -> Result<(), EbpfError> {
     std::fs::create_dir_all(staging).map_err(|source| EbpfError::Pin {
         path: staging.to_path_buf(),
         source,
@@ -213,7 +262,12 @@ fn attach_and_pin(ebpf: &mut Ebpf, staging: &Path, guard_cgroup: &Path) -> Resul
 
     // BPF LSM, where this kernel allows it: refuses a forbidden exec with EPERM before it
     // happens. Optional: the tracepoint above enforces by killing where LSM does not load.
-    if let Err(err) = attach_lsm(ebpf, staging) {
+    // Where `bpf` is not an active LSM it cannot work, so nothing is tried.
+    if host_bpf::lsm_listed() == Some(false) {
+        tracing_note("BPF LSM exec hook not used: bpf is not an active LSM");
+        return Ok(());
+    }
+    if let Err(err) = attach_lsm(ebpf, staging, vmlinux) {
         tracing_note(&format!("BPF LSM exec hook not used: {err}"));
     }
     Ok(())
@@ -231,9 +285,23 @@ where
 }
 
 /// Loads, attaches and pins the BPF LSM exec hook.
-fn attach_lsm(ebpf: &mut Ebpf, staging: &Path) -> Result<(), EbpfError> {
+fn attach_lsm(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    vmlinux: &mut Option<VmlinuxBtf>,
+) -> Result<(), EbpfError> {
     let name = names::LSM_BPRM_CHECK;
-    let btf = aya::Btf::from_sys_fs().map_err(EbpfError::AyaBtf)?;
+    let blob = btf::vmlinux(vmlinux).map_err(EbpfError::Btf)?;
+    // Whether this kernel loads LSM programs at all, asked with a two-instruction program
+    // attached to the same hook, before aya parses the whole BTF (~10 MiB of heap) for it.
+    let hook = format!("bpf_lsm_{}", names::LSM_BPRM_CHECK_HOOK);
+    let hook_id = btf::Btf::parse(blob.as_slice())
+        .map_err(EbpfError::Btf)?
+        .func_id(&hook)
+        .ok_or(EbpfError::Btf(btf::BtfError::NoFunc(hook)))?;
+    host_bpf::lsm_program_loads(hook_id).map_err(|source| EbpfError::LsmRefused { source })?;
+    let btf =
+        aya::Btf::parse(blob.as_slice(), aya::Endianness::default()).map_err(EbpfError::AyaBtf)?;
     let program: &mut Lsm = typed_program(ebpf, name)?;
     program
         .load(names::LSM_BPRM_CHECK_HOOK, &btf)
@@ -352,5 +420,46 @@ impl EventRing {
 impl AsFd for EventRing {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.ring.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contents of the ELF section `wanted` of a little-endian ELF64 object.
+    fn elf_section<'a>(elf: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
+        let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+        let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+        let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let header = |i: usize| shoff + i * shentsize;
+        let names = u64_at(header(shstrndx) + 0x18);
+        (0..shnum).find_map(|i| {
+            let name = &elf[names + u32_at(header(i))..];
+            let name = &name[..name.iter().position(|&b| b == 0)?];
+            (name == wanted.as_bytes()).then(|| {
+                let (offset, size) = (u64_at(header(i) + 0x18), u64_at(header(i) + 0x20));
+                &elf[offset..offset + size]
+            })
+        })
+    }
+
+    /// The loader is given no kernel BTF, which is only right while the probes have no CO-RE
+    /// relocations: with some, aya would leave them unrelocated instead of failing.
+    #[test]
+    fn the_probes_have_no_core_relocations() {
+        let ext = elf_section(OBJECT, ".BTF.ext").expect("the object has .BTF.ext");
+        // struct btf_ext_header: magic, version, flags, hdr_len, func/line info offsets and
+        // lengths, then (when hdr_len reaches it) core_relo_off, core_relo_len.
+        let hdr_len = u32::from_le_bytes(ext[4..8].try_into().unwrap());
+        if hdr_len >= 32 {
+            let core_relo_len = u32::from_le_bytes(ext[28..32].try_into().unwrap());
+            assert_eq!(
+                core_relo_len, 0,
+                "the probes now have CO-RE relocations: give EbpfLoader the kernel's BTF"
+            );
+        }
     }
 }

@@ -62,6 +62,11 @@ pub enum EbpfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("this kernel refuses BPF LSM programs")]
+    LsmRefused {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("aya cannot read the kernel's BTF (needed to load BPF LSM programs)")]
     AyaBtf(#[source] aya::BtfError),
     #[error("cannot read the kernel's BTF for the exec probe's struct offsets")]

@@ -17,6 +17,8 @@ use super::EbpfError;
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// The directory of guard's pins inside bpffs.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/guard";
+/// guard's run-time directory (tmpfs, root's): lock files, the offsets cache.
+pub const RUN_DIR: &str = "/run/guard";
 /// The lock file serializing loads and unloads.
 pub const LOCK_FILE: &str = "/run/guard/probes.lock";
 /// Held shared by every process using the probes (each `guard exec`, its sentinel, the

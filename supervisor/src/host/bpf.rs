@@ -39,6 +39,104 @@ pub fn detect(cgroup2: Option<&Path>) -> BpfSupport {
     }
 }
 
+/// The active LSMs, in boot order, as securityfs lists them.
+pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
+
+/// Whether `bpf` is among the active LSMs: `None` when [`LSM_LIST`] cannot be read (securityfs
+/// not mounted, as on hosts without systemd), so the caller tries BPF LSM instead of guessing.
+/// `Some(true)` does not mean BPF LSM programs load: a kernel can list it and still refuse them.
+///
+/// # Minimum kernel version
+///
+/// The minimum kernel version required to use this feature is 4.15 (`lsm` in securityfs).
+pub fn lsm_listed() -> Option<bool> {
+    std::fs::read_to_string(LSM_LIST)
+        .ok()
+        .map(|list| lists_bpf(&list))
+}
+
+/// Whether this kernel loads a BPF LSM program attached to the function with BTF id
+/// `attach_btf_id` (`bpf_lsm_<hook>`), tried with the smallest such program (`return 0`).
+///
+/// A cheap answer before anything parses the kernel's whole BTF for a real LSM program: some
+/// kernels list `bpf` among their LSMs and still refuse every LSM program (no BPF trampolines
+/// on the 6.18 development hosts). Loading is all it tries: the program is closed at once,
+/// never attached.
+///
+/// # Minimum kernel version
+///
+/// The minimum kernel version required to use this feature is 5.7 (BPF LSM).
+pub fn lsm_program_loads(attach_btf_id: u32) -> std::io::Result<()> {
+    use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
+
+    /// The `BPF_PROG_LOAD` part of `union bpf_attr` up to `attach_btf_id`; the kernel reads
+    /// fields past a shorter size as zero.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoadAttr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+        prog_btf_fd: u32,
+        func_info_rec_size: u32,
+        func_info: u64,
+        func_info_cnt: u32,
+        line_info_rec_size: u32,
+        line_info: u64,
+        line_info_cnt: u32,
+        attach_btf_id: u32,
+    }
+    const _: () = assert!(size_of::<ProgLoadAttr>() == 112);
+
+    // `r0 = 0; exit`, as `struct bpf_insn`s (opcode, registers, offset, immediate).
+    let insns: [u64; 2] = [
+        u64::from_le_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]),
+        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    // LSM programs must be GPL-compatible.
+    let license = c"GPL";
+    let attr = ProgLoadAttr {
+        prog_type: bpf_prog_type::BPF_PROG_TYPE_LSM as u32,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        expected_attach_type: bpf_attach_type::BPF_LSM_MAC as u32,
+        attach_btf_id,
+        ..ProgLoadAttr::default()
+    };
+    // SAFETY: BPF_PROG_LOAD reads `attr` (size given) and the instructions and license it
+    // points to, all alive for the call; it writes nothing into this process's memory (no log
+    // buffer). The returned fd, if any, is owned here and closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_PROG_LOAD as libc::c_long,
+            &attr as *const ProgLoadAttr,
+            size_of::<ProgLoadAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd returned to us by the kernel, closed once.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// Whether the comma-separated LSM list names `bpf`.
+fn lists_bpf(list: &str) -> bool {
+    list.trim().split(',').any(|lsm| lsm == "bpf")
+}
+
 fn outcome(result: Result<(), String>) -> Probe {
     match result {
         Ok(()) => Probe::Available,
@@ -148,6 +246,43 @@ impl Drop for TempCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bpf_in_the_lsm_list() {
+        assert!(lists_bpf("lockdown,capability,landlock,yama,bpf\n"));
+        assert!(lists_bpf("bpf"));
+        assert!(!lists_bpf("lockdown,capability,landlock,yama,apparmor\n"));
+        assert!(!lists_bpf("bpf_something,notbpf"));
+        assert!(!lists_bpf(""));
+    }
+
+    /// The two-instruction probe must not refuse where guard's real LSM program loads (it would
+    /// switch the LSM exec hook off for nothing), nor load where the real one is refused.
+    #[test]
+    fn the_small_lsm_program_loads_exactly_where_the_real_one_does() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !crate::host::btf::available() {
+            eprintln!("skipping: needs root and kernel BTF");
+            return;
+        }
+        let blob = crate::host::btf::VmlinuxBtf::open().unwrap();
+        let hook = format!("bpf_lsm_{}", names::LSM_BPRM_CHECK_HOOK);
+        let id = crate::host::btf::Btf::parse(blob.as_slice())
+            .unwrap()
+            .func_id(&hook)
+            .unwrap();
+        let quick = lsm_program_loads(id);
+        let mut ebpf = aya::EbpfLoader::new()
+            .btf(None)
+            .load(object_bytes())
+            .unwrap();
+        let btf = Btf::parse(blob.as_slice(), aya::Endianness::default()).unwrap();
+        let prog: &mut Lsm = program(&mut ebpf, names::LSM_BPRM_CHECK).unwrap();
+        let real = prog.load(names::LSM_BPRM_CHECK_HOOK, &btf);
+        let real = real.map_err(step("load"));
+        eprintln!("small program: {quick:?}; guard's: {real:?}");
+        assert_eq!(quick.is_ok(), real.is_ok());
+    }
 
     #[test]
     fn first_line_drops_the_verifier_log() {

@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod btf;
 pub mod cgroup;
 pub mod landlock;
+pub mod offsets_cache;
 
 use std::path::{Path, PathBuf};
 

@@ -21,12 +21,13 @@ pub fn findings(
     }
     if let Ok(cold) = &start.cold {
         out.push(format!(
-            "**Cold start** ({} median, {} bwrap): the probe object is loaded and verified and \
-             the kernel's BTF is parsed in-process for a handful of struct offsets ({} of CPU, \
-             {} of it in the kernel; peak RSS {}). Candidates: cache the computed offsets under \
-             `/run/guard` keyed by the kernel's build id, so only the first load after boot \
-             parses BTF (that parse is what lifts the peak RSS over 16 MiB); let the daemon \
-             (or a boot-time unit) load the probes, so no tool call is ever cold.",
+            "**Cold start** ({} median, {} bwrap): the probe object is loaded, verified and \
+             attached ({} of CPU, {} of it in the kernel; peak RSS {}). The kernel's BTF is \
+             mapped, not read, and parsed only for what is not cached: the exec probe's struct \
+             offsets on the first load after boot (then cached in `/run/guard` per kernel \
+             build) and the BPF LSM hook's id where LSM programs load. What remains is mostly \
+             the verifier and attaching the probes, which every load pays. Candidate: let the \
+             daemon (or a boot-time unit) load the probes, so no tool call is ever cold.",
             duration(cold.guard.median),
             ratio(cold.guard.median / cold.bwrap.median),
             duration(cold.guard_cpu),

@@ -306,8 +306,9 @@ pub fn explain(key: &str) -> &'static str {
     } else if key == "bpf BPF_PROG_LOAD" {
         "the verifier checking each probe program (cold start only)"
     } else if key.contains("/sys/kernel/btf/vmlinux") {
-        "reading the kernel's BTF (megabytes) for the struct offsets the exec probe needs, in \
-         small reads (strace inflates their count's share; cold start only)"
+        "reading the kernel's BTF (megabytes) page by page, where it cannot be mapped (before \
+         6.16): the first load after boot, for the exec probe's struct offsets, and where BPF LSM \
+         loads, for its hook (strace inflates their count's share; cold start only)"
     } else if key == "prctl" {
         "the child dropping the capability bounding set one capability per call, and \
          no_new_privs"

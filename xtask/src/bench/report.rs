@@ -293,8 +293,9 @@ fn cold_section(start: &Startup) -> String {
     out.push_str(&table.render());
     let _ = writeln!(
         out,
-        "\n- peak RSS of the cold guard runs: median {}, max {} (the probe object, the \
-         kernel's BTF parsed for the offsets the probes need, and the loader's buffers).\n\
+        "\n- peak RSS of the cold guard runs: median {}, max {} (the probe object and the \
+         loader's buffers; the offsets the probes need come from `/run/guard` after the first \
+         load since boot, so only that load parses the kernel's BTF for them).\n\
          - CPU time of a cold guard run (guard and its children): median {}, of which {} in \
          the kernel (the verifier, map and link creation).",
         mib(median_of(&cold.guard_rss_kib)),
