@@ -107,7 +107,7 @@ pub fn findings(
     out
 }
 
-/// The warm-start bullets: grace periods, then the smaller costs.
+/// The warm-start bullets: what the start waits in, then what is left to try.
 fn warm_start(start: &Startup, p: &Profile) -> Vec<String> {
     let (Some(warm), Some(times_bare)) = (
         start.timing(startup::WARM),
@@ -118,34 +118,37 @@ fn warm_start(start: &Startup, p: &Profile) -> Vec<String> {
     let waiting: Vec<&limits::Cost> = p
         .top
         .iter()
-        .filter(|c| limits::explain(&c.key).contains("grace period"))
+        .filter(|c| c.key.ends_with("/cgroup.procs"))
         .collect();
     let waited: f64 = waiting.iter().map(|c| c.median).sum();
     let gp = p.grace_period.map_or("unknown".to_string(), duration);
+    let spaced = match (start.spaced(startup::WARM), start.spaced(startup::BARE)) {
+        (Some(guard), Some(bare)) => ratio(guard.median / bare.median),
+        _ => "not measured".to_string(),
+    };
     vec![
         format!(
-            "**Warm start** ({} median, {} bare): three kernel calls wait for an RCU grace \
-             period (one grace period here: {gp}): inserting and deleting the sandbox's ring \
-             in `EVENT_RINGS` (a hash of maps: the kernel synchronizes after every update of a \
-             map-in-map) and the first `cgroup.procs` write (`cgroup_threadgroup_rwsem`). \
-             Traced, they take {} of each start. Nothing guard does in user space comes close \
-             (its own CPU is a few ms, mostly fork, exec and page faults).",
+            "**Warm start** ({} median back to back, {} bare interleaved, {spaced} bare with \
+             0.2 s between runs): on this host's v1 hierarchies the child must be written into \
+             each controller's `cgroup.procs`, and the first write takes \
+             `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period \
+             (one grace period here: {gp}) unless another migration ended less than one grace \
+             period earlier. That is why back-to-back runs are faster than spaced ones. Traced, \
+             the writes take {} per start. The child confines itself (capabilities, Landlock) \
+             while the parent waits there, so the wait hides guard's own work.",
             duration(warm.median),
             ratio(times_bare),
             duration(waited),
         ),
-        "**Candidates for the warm start**: (1) create a pool of rings when the probes are \
-         loaded, in an array of maps that is never written afterwards, and give each sandbox a \
-         slot (claimed with a lock file, its index in `SandboxPolicy`): no map-in-map update at \
-         start or end, two grace periods fewer; (2) start the child with \
-         `clone3(CLONE_INTO_CGROUP)` on cgroup2 (5.7+), which takes the threadgroup rwsem only \
-         for reading; on v1 hierarchies the `favordynmods` mount option (6.1+) removes the \
-         writer's grace period; (3) hand the end of a sandbox (map deletions, cgroup removal) \
-         to the sentinel after the exit status is known, so no grace period sits between the \
-         command's exit and guard's; (4) smaller: the SHA-256 of the embedded probe object for \
-         the pin stamp is computed at every start (build.rs can do it once), and freezing an \
-         already empty v1 cgroup toggles the freezer's static key twice per run (text patching \
-         with IPIs to every CPU)."
+        "**What was removed from the warm start**: the ring buffer of a sandbox is a slot of a \
+         pool (`EVENT_RINGS` is an array of maps; a slot's ring stays after its sandbox), so no \
+         start or end updates a map of maps, which cost two grace periods per run; an empty \
+         sandbox is not frozen at the end; on a pure cgroup v2 host the child is created in \
+         its cgroup by `clone3(CLONE_INTO_CGROUP)`, which takes the rwsem only for reading, so \
+         no grace period is left at all there. **What would remove the last one here**: only \
+         the host can: cgroup v2 for memory, pids and cpu, or the v1 hierarchies mounted with \
+         `favordynmods` (6.1+), which keeps the rwsem's writer path ready at the price of \
+         slower forks host-wide; guard does not remount the host's cgroups."
             .to_string(),
     ]
 }

@@ -286,9 +286,10 @@ fn summarize(runs: &[BTreeMap<String, (f64, u64)>], grace_period: Option<f64>) -
 /// Why a call is expensive, for the calls a warm start is known to wait in.
 pub fn explain(key: &str) -> &'static str {
     if key == "bpf BPF_MAP_UPDATE_ELEM" || key == "bpf BPF_MAP_DELETE_ELEM" {
-        "the sandbox's ring buffer put into and taken out of `EVENT_RINGS`, a hash of maps: \
-         the kernel waits for an RCU grace period after every update of a map-in-map \
-         (`maybe_wait_bpf_programs`); the plain hash-map writes take microseconds"
+        "the sandbox's policy, rate state and rules written into and removed from the probes' \
+         maps (microseconds each); only the first use of a ring-pool slot stores a ring in \
+         `EVENT_RINGS`, an array of maps, and waits for an RCU grace period \
+         (`maybe_wait_bpf_programs`)"
     } else if key.ends_with("/cgroup.procs") && key.starts_with("write") {
         "moving the child into the sandbox cgroups: the first write takes \
          `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period unless \
@@ -302,7 +303,8 @@ pub fn explain(key: &str) -> &'static str {
     } else if key.starts_with("mkdir cgroup") || key.starts_with("rmdir cgroup") {
         "creating and removing the sandbox cgroups (one per v1 hierarchy plus cgroup2)"
     } else if key == "bpf BPF_MAP_CREATE" {
-        "the sandbox's own 1 MiB ring buffer (cold: and the probes' maps)"
+        "a 1 MiB ring buffer for a ring-pool slot used for the first time (cold: and the \
+         probes' maps)"
     } else if key == "bpf BPF_PROG_LOAD" {
         "the verifier checking each probe program (cold start only)"
     } else if key.contains("/sys/kernel/btf/vmlinux") {
