@@ -12,6 +12,12 @@ use super::supervise::Watcher;
 use crate::audit::{AuditLog, Enforcer, Verdict};
 use crate::ebpf::RegisteredSandbox;
 
+/// How long a record of an allowed operation may wait in the ring before the supervisor reads
+/// it (the probes submit those without a wake-up; see `guard-ebpf/src/wake.rs`). Short enough
+/// that the log trails the sandbox by a blink, long enough that an idle sandbox costs ten
+/// wake-ups a second.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Watches one sandbox for [`super::supervise::supervise`].
 pub struct Monitor<'a> {
     cgroup: &'a dyn CgroupManager,
@@ -76,6 +82,10 @@ impl Watcher for Monitor<'_> {
             .as_ref()
             .map(|feed| vec![feed.sandbox.ring_fd()])
             .unwrap_or_default()
+    }
+
+    fn drain_interval(&self) -> Option<Duration> {
+        self.feed.as_ref().map(|_| DRAIN_INTERVAL)
     }
 
     fn drain(&mut self) {
