@@ -284,5 +284,8 @@ fn record(
             reserved: [0; 2],
         },
     });
-    entry.submit(wake::submit_flags(ring, verdict != Verdict::Allow));
+    entry.submit(wake::submit_flags::<NetEvent>(
+        ring,
+        verdict != Verdict::Allow,
+    ));
 }

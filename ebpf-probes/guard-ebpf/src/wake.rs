@@ -7,10 +7,15 @@
 //! CPU time of an allowed UDP `sendto` under guard. So records of *allowed* operations are
 //! submitted without a wake-up; the supervisor drains the ring on a short timer and at the
 //! end of the sandbox anyway, and a ring filling past [`WAKE_AT_BYTES`] wakes it at once so it
-//! never overflows for want of a wake-up. Denials, audited violations and kills wake it
-//! unconditionally (`BPF_RB_FORCE_WAKEUP`): a kill is carried out by the supervisor, and a
-//! denial must reach stderr and the log while it matters. A forced wake-up is needed there,
-//! not the default: behind unwoken records the kernel's adaptive rule would not wake at all.
+//! never overflows for want of a wake-up. Past that mark only the record that crosses it, and
+//! then one every [`WAKE_EVERY_BYTES`], wakes: the supervisor, once awake, reads the ring to
+//! its end, and a forced wake-up on every record until it gets there would cost each one a
+//! self-interrupt (measured: 2.4% of a UDP send loop's CPU).
+//!
+//! Denials, audited violations and kills wake it unconditionally (`BPF_RB_FORCE_WAKEUP`): a
+//! kill is carried out by the supervisor, and a denial must reach stderr and the log while it
+//! matters. A forced wake-up is needed there, not the default: behind unwoken records the
+//! kernel's adaptive rule would not wake at all.
 //!
 //! # Minimum kernel version
 //!
@@ -29,10 +34,21 @@ use crate::maps::EventRing;
 /// supervisor takes to be scheduled.
 pub const WAKE_AT_BYTES: u64 = EVENT_RING_BYTES as u64 / 8;
 
-/// The flags for `submit` of a record to `ring`; `urgent` for anything but an allowed
-/// operation.
+/// Past [`WAKE_AT_BYTES`], the distance between wake-ups. Records of several CPUs reserved at
+/// once can each see the ring past a mark that none of them crossed by its own size, so one
+/// crossing may go unannounced; the next one, this far on, is there to catch it, and the ring
+/// has room for several before it is full.
+pub const WAKE_EVERY_BYTES: u64 = EVENT_RING_BYTES as u64 / 16;
+
+/// The kernel's header before every record in a ring (`BPF_RINGBUF_HDR_SZ`).
+const RECORD_HEADER_BYTES: u64 = 8;
+
+const _: () = assert!(WAKE_AT_BYTES % WAKE_EVERY_BYTES == 0);
+
+/// The flags for `submit` of a record of type `T` to `ring`, reserved and not yet submitted;
+/// `urgent` for anything but an allowed operation.
 #[inline(always)]
-pub fn submit_flags(ring: &EventRing, urgent: bool) -> u64 {
+pub fn submit_flags<T>(ring: &EventRing, urgent: bool) -> u64 {
     if urgent {
         return BPF_RB_FORCE_WAKEUP as u64;
     }
@@ -44,7 +60,12 @@ pub fn submit_flags(ring: &EventRing, urgent: bool) -> u64 {
             BPF_RB_AVAIL_DATA as u64,
         )
     };
-    if unread >= WAKE_AT_BYTES {
+    // The reservation already moved the producer position: `unread` counts this record, which
+    // takes its size plus the header, rounded up to 8 bytes.
+    let own = (size_of::<T>() as u64 + RECORD_HEADER_BYTES + 7) & !7;
+    let before = unread.saturating_sub(own);
+    // WAKE_AT_BYTES is a multiple of WAKE_EVERY_BYTES, so crossing it is one of the crossings.
+    if unread >= WAKE_AT_BYTES && unread / WAKE_EVERY_BYTES != before / WAKE_EVERY_BYTES {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
