@@ -4,14 +4,19 @@
 //! SHA-256 of the sandbox's previous line without its newline, 64 zeros for seq 0 (see
 //! [`chain`]). [`verify_chain`] re-checks a log.
 //!
-//! Every record is one `write` on a file opened with O_APPEND, done before [`AuditLog::record`]
-//! returns, so a record the caller was told about survives a crash of guard. A record that cannot
-//! be written is an error the caller must act on: evidence is never dropped silently, and the
+//! [`AuditLog::record`] writes its record (and any deferred before it) with one `write` on a
+//! file opened with O_APPEND before it returns, so a record the caller was told about survives a
+//! crash of guard. The probes' records come in bursts of thousands, so the supervisor defers
+//! them ([`AuditLog::record_deferred`]) and writes each burst with one `write` when it has
+//! drained the ring ([`AuditLog::flush`]): the chain is the same, a crash can only lose the burst
+//! in hand, which until then sat in the kernel's ring buffer anyway. A record that cannot be
+//! written is an error the caller must act on: evidence is never dropped silently, and the
 //! launcher kills the sandbox when its log cannot be written (no evidence, no run). After a failed
 //! write the log refuses further records, since a partial line may sit at the end of the file.
 //!
 //! Without `--audit-log` nothing is written; records are still numbered and counted for the
-//! one-line stderr summary ([`AuditLog::summary`]).
+//! one-line stderr summary ([`AuditLog::summary`]), and a deferred record's detail is not even
+//! built.
 
 pub mod chain;
 pub mod record;
@@ -23,7 +28,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub use chain::{ChainError, verify_chain};
 pub use record::{AuditEvent, AuditRecord, Enforcer, Verdict};
@@ -115,6 +121,31 @@ pub struct AuditLog {
     prev: String,
     summary: AuditSummary,
     failed: bool,
+    /// Whole lines of deferred records not yet written, in chain order.
+    pending: Vec<u8>,
+}
+
+/// Deferred lines are written once this many bytes are waiting, even mid-burst: one `write`
+/// of this size costs about what a few records cost to format, and O_APPEND places it whole.
+const FLUSH_AT_BYTES: usize = 64 * 1024;
+
+/// One line as written: [`AuditRecord`]'s fields in the same order, borrowed, so the sandbox's
+/// constant fields are not copied for every record.
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: &'a str,
+    seq: u64,
+    sandbox: &'a str,
+    profile: &'a str,
+    profile_sha256: &'a str,
+    event: AuditEvent,
+    pid: i32,
+    exe: &'a str,
+    verdict: Verdict,
+    rule: Option<&'a str>,
+    enforcer: Enforcer,
+    detail: &'a Map<String, Value>,
+    prev: &'a str,
 }
 
 impl AuditLog {
@@ -153,11 +184,12 @@ impl AuditLog {
             prev: GENESIS_PREV.to_owned(),
             summary: AuditSummary::default(),
             failed: false,
+            pending: Vec::new(),
         })
     }
 
-    /// Writes one record now (one O_APPEND write; the `exit` record is also fsynced, closing the
-    /// chain durably) and advances `seq` and `prev`.
+    /// Writes one record now, after any deferred ones (one O_APPEND write; the `exit` record is
+    /// also fsynced, closing the chain durably) and advances `seq` and `prev`.
     ///
     /// # Errors
     /// [`AuditError`]; the caller must not let the sandbox go on unrecorded.
@@ -197,55 +229,130 @@ impl AuditLog {
         enforcer: Enforcer,
         detail: Value,
     ) -> Result<(), AuditError> {
-        if self.failed
-            && let Some((_, path)) = &self.sink
-        {
-            return Err(AuditError::AfterFailedWrite { path: path.clone() });
-        }
-        let Value::Object(detail) = detail else {
+        // Checked with or without a log, so a caller's mistake shows in every test.
+        if !detail.is_object() {
             return Err(AuditError::DetailNotObject { event });
-        };
-        let record = AuditRecord {
-            ts: format_timestamp(now),
-            seq: self.next_seq,
-            sandbox: self.sandbox.clone(),
-            profile: self.profile.clone(),
-            profile_sha256: self.profile_sha256.clone(),
-            event,
-            pid,
-            exe: exe.to_owned(),
-            verdict,
-            rule: rule.map(str::to_owned),
-            enforcer,
-            detail,
-            prev: self.prev.clone(),
-        };
-        let mut line = serde_json::to_vec(&record)
-            .map_err(|source| AuditError::Serialize { event, source })?;
-        let hash = chain::line_hash(&line);
-        if let Some((file, path)) = &mut self.sink {
-            line.push(b'\n');
-            // One write_all of the whole line: with O_APPEND the kernel places it at the end even
-            // when other sandboxes append to the same file.
-            if let Err(source) = file.write_all(&line) {
-                self.failed = true;
-                return Err(AuditError::Write {
-                    path: path.clone(),
-                    source,
-                });
-            }
-            if event == AuditEvent::Exit
-                && let Err(source) = file.sync_data()
-            {
-                self.failed = true;
-                return Err(AuditError::Sync {
-                    path: path.clone(),
-                    source,
-                });
-            }
         }
+        self.append(now, event, pid, exe, verdict, rule, enforcer, || detail)?;
+        self.flush()?;
+        if event == AuditEvent::Exit
+            && let Some((file, path)) = &self.sink
+            && let Err(source) = file.sync_data()
+        {
+            self.failed = true;
+            return Err(AuditError::Sync {
+                path: path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds one record to the chain without writing it yet: it goes out with the next
+    /// [`AuditLog::flush`] or [`AuditLog::record`] (or once enough lines wait). `detail` is only
+    /// called when there is a log to write it to.
+    ///
+    /// # Errors
+    /// [`AuditError`], as [`AuditLog::record`]; a write error may belong to an earlier record.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the record's fields in contract order, as record()"
+    )]
+    pub fn record_deferred(
+        &mut self,
+        event: AuditEvent,
+        pid: i32,
+        exe: &str,
+        verdict: Verdict,
+        rule: Option<&str>,
+        enforcer: Enforcer,
+        detail: impl FnOnce() -> Value,
+    ) -> Result<(), AuditError> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.append(now, event, pid, exe, verdict, rule, enforcer, detail)?;
+        if self.pending.len() >= FLUSH_AT_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the deferred records, in one O_APPEND write.
+    ///
+    /// # Errors
+    /// [`AuditError::Write`]; the log then refuses further records.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some((file, path)) = &mut self.sink else {
+            self.pending.clear();
+            return Ok(());
+        };
+        // One write_all of whole lines: with O_APPEND the kernel places them at the end even
+        // when other sandboxes append to the same file.
+        let written = file.write_all(&self.pending);
+        self.pending.clear();
+        if let Err(source) = written {
+            self.failed = true;
+            return Err(AuditError::Write {
+                path: path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Formats one record onto the deferred lines and advances `seq` and `prev`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the record's fields in contract order, as record()"
+    )]
+    fn append(
+        &mut self,
+        now: Duration,
+        event: AuditEvent,
+        pid: i32,
+        exe: &str,
+        verdict: Verdict,
+        rule: Option<&str>,
+        enforcer: Enforcer,
+        detail: impl FnOnce() -> Value,
+    ) -> Result<(), AuditError> {
+        if let Some((_, path)) = &self.sink {
+            if self.failed {
+                return Err(AuditError::AfterFailedWrite { path: path.clone() });
+            }
+            let Value::Object(detail) = detail() else {
+                return Err(AuditError::DetailNotObject { event });
+            };
+            let ts = format_timestamp(now);
+            let line = Line {
+                ts: &ts,
+                seq: self.next_seq,
+                sandbox: &self.sandbox,
+                profile: &self.profile,
+                profile_sha256: &self.profile_sha256,
+                event,
+                pid,
+                exe,
+                verdict,
+                rule,
+                enforcer,
+                detail: &detail,
+                prev: &self.prev,
+            };
+            let start = self.pending.len();
+            if let Err(source) = serde_json::to_writer(&mut self.pending, &line) {
+                self.pending.truncate(start);
+                return Err(AuditError::Serialize { event, source });
+            }
+            self.prev = chain::line_hash(&self.pending[start..]);
+            self.pending.push(b'\n');
+        }
+        // Without a log `prev` is never read, so no line is formatted or hashed for it.
         self.next_seq += 1;
-        self.prev = hash;
         self.summary.count(verdict);
         Ok(())
     }
@@ -258,6 +365,16 @@ impl AuditLog {
     /// The file written to, if any.
     pub fn path(&self) -> Option<&Path> {
         self.sink.as_ref().map(|(_, path)| path.as_path())
+    }
+}
+
+impl Drop for AuditLog {
+    /// A last chance for deferred records whose caller did not flush (an early return on an
+    /// error path); the error has nowhere to go but stderr.
+    fn drop(&mut self) {
+        if let Err(err) = self.flush() {
+            eprintln!("guard: error: writing the audit log: {err}");
+        }
     }
 }
 
