@@ -503,7 +503,7 @@ fn without_a_log_deferred_details_are_not_built_but_counted() {
         Verdict::Allow,
         None,
         Enforcer::Ebpf,
-        || panic!("detail built without a log"),
+        || -> Value { panic!("detail built without a log") },
     )
     .unwrap_or_else(|e| panic!("deferred record: {e}"));
     log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
@@ -531,4 +531,60 @@ fn a_failed_flush_is_an_error_and_stops_the_log() {
         matches!(second, Some(AuditError::AfterFailedWrite { .. })),
         "{second:?}"
     );
+}
+
+#[test]
+fn lines_are_what_serde_writes_for_the_record() {
+    let file = TempLog::new();
+    let mut log = AuditLog::open(Some(&file.0), "sb \"1\"", "prof\\ile", &"ab".repeat(32))
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    write_session(&mut log);
+    log.record_deferred(
+        AuditEvent::Exec,
+        -1,
+        "/tmp/a \"b\"\n\u{e9}",
+        Verdict::Kill,
+        Some("process.exec"),
+        Enforcer::Ebpf,
+        || json!({"argv": ["x\ty"], "n": 1}),
+    )
+    .unwrap_or_else(|e| panic!("deferred record: {e}"));
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    let text = file.text();
+    assert_eq!(verify(&text).unwrap_or_else(|e| panic!("{e}\n{text}")), 6);
+    for line in text.lines() {
+        let record: AuditRecord = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        let again = serde_json::to_string(&record).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, line);
+    }
+}
+
+#[test]
+fn a_deferred_detail_that_is_not_an_object_is_refused() {
+    let file = TempLog::new();
+    let mut log = open(Some(&file.0), "sb-1");
+    let err = log
+        .record_deferred(
+            AuditEvent::Send,
+            7,
+            "/usr/bin/dig",
+            Verdict::Allow,
+            None,
+            Enforcer::Ebpf,
+            || "text",
+        )
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(AuditError::DetailNotObject {
+                event: AuditEvent::Send
+            })
+        ),
+        "{err:?}"
+    );
+    // Nothing half-formatted is left to be written, and the chain goes on.
+    defer_connect(&mut log, 1);
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    assert_eq!(verify(&file.text()).unwrap_or_else(|e| panic!("{e}")), 1);
 }

@@ -8,10 +8,14 @@
 use std::collections::HashMap;
 
 use guard_common::{Rule, Verdict as ProbeVerdict};
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Serialize, Serializer};
 
 use crate::audit::{AuditEvent, Verdict};
-use crate::ebpf::{NetOp, NetRecord, ProbeEvent};
+use crate::ebpf::{NetOp, ProbeEvent};
 
 /// Denials printed on stderr before guard only counts them.
 pub const STDERR_LINES: u32 = 20;
@@ -28,6 +32,39 @@ pub struct Decision<'a> {
     pub verdict: Verdict,
     pub rule: Option<&'static str>,
     source: &'a ProbeEvent,
+}
+
+/// The `detail` of a probe record, serialized straight into the log line: its fields in
+/// alphabetical order, as the `json!` objects that came before wrote them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Detail<'a> {
+    /// An exec refused by the BPF LSM hook before it happened.
+    Refused {
+        op: &'static str,
+        refused_before_exec: bool,
+    },
+    Exec {
+        argv: &'a [String],
+        argv_truncated: bool,
+        dev: u64,
+        ino: u64,
+        old_pid: u32,
+        op: &'static str,
+        path: &'a str,
+    },
+    Net {
+        #[serde(serialize_with = "as_text")]
+        dst: SocketAddr,
+        ipv4_mapped: bool,
+        op: &'static str,
+        protocol: Cow<'static, str>,
+    },
+}
+
+/// `value` as a JSON string of its `Display` form, without building the string first.
+fn as_text<S: Serializer>(value: &impl fmt::Display, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// The profile key behind a probe rule.
@@ -128,26 +165,27 @@ pub fn decision<'a>(
 
 impl Decision<'_> {
     /// The record's `detail`.
-    pub fn detail(&self) -> Value {
+    pub fn detail(&self) -> Detail<'_> {
         match self.source {
-            ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => {
-                json!({ "op": "exec", "refused_before_exec": true })
-            }
-            ProbeEvent::Exec(exec) => json!({
-                "op": "exec",
-                "path": self.exe,
-                "argv": exec.argv,
-                "argv_truncated": exec.argv_truncated,
-                "dev": exec.dev,
-                "ino": exec.ino,
-                "old_pid": exec.old_pid,
-            }),
-            ProbeEvent::Net(net) => json!({
-                "op": net.op.as_str(),
-                "dst": destination(net),
-                "protocol": net.protocol_name(),
-                "ipv4_mapped": net.v4_mapped,
-            }),
+            ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => Detail::Refused {
+                op: "exec",
+                refused_before_exec: true,
+            },
+            ProbeEvent::Exec(exec) => Detail::Exec {
+                argv: &exec.argv,
+                argv_truncated: exec.argv_truncated,
+                dev: exec.dev,
+                ino: exec.ino,
+                old_pid: exec.old_pid,
+                op: "exec",
+                path: self.exe,
+            },
+            ProbeEvent::Net(net) => Detail::Net {
+                dst: net.addr,
+                ipv4_mapped: net.v4_mapped,
+                op: net.op.as_str(),
+                protocol: net.protocol_name(),
+            },
         }
     }
 
@@ -176,7 +214,7 @@ impl Decision<'_> {
                     "{} {} {}/{}: {why}",
                     net.op.as_str(),
                     if net.op == NetOp::Bind { "on" } else { "to" },
-                    destination(net),
+                    net.addr,
                     net.protocol_name()
                 )
             }
@@ -184,14 +222,10 @@ impl Decision<'_> {
     }
 }
 
-fn destination(net: &NetRecord) -> String {
-    net.addr.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::ExecRecord;
+    use crate::ebpf::{ExecRecord, NetRecord};
     use guard_common::{EventHeader, EventType};
 
     fn header(etype: EventType, verdict: ProbeVerdict, rule: Rule) -> EventHeader {
@@ -224,7 +258,10 @@ mod tests {
         });
         let d = decision(&exec, &mut names, "/bin/sh");
         assert_eq!(d.event, AuditEvent::Exec);
-        assert_eq!(d.detail()["argv"][1], "http://x");
+        let detail = |d: &Decision<'_>| {
+            serde_json::to_value(d.detail()).unwrap_or_else(|e| panic!("detail: {e}"))
+        };
+        assert_eq!(detail(&d)["argv"][1], "http://x");
 
         let connect = ProbeEvent::Net(NetRecord {
             header: header(EventType::Connect, ProbeVerdict::Deny, Rule::NetworkConnect),
@@ -239,7 +276,12 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(d.rule, Some("network.connect"));
         assert_eq!(d.exe, "/usr/bin/curl");
-        assert_eq!(d.detail()["dst"], "127.0.0.1:9");
+        assert_eq!(detail(&d)["dst"], "127.0.0.1:9");
+        // Keys in the order the json! objects before the typed details wrote them.
+        assert_eq!(
+            serde_json::to_string(&d.detail()).unwrap_or_else(|e| panic!("{e}")),
+            r#"{"dst":"127.0.0.1:9","ipv4_mapped":false,"op":"connect","protocol":"tcp"}"#
+        );
         assert_eq!(
             d.summary(),
             "connect to 127.0.0.1:9/tcp: not allowed by the profile"
