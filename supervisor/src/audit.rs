@@ -4,14 +4,19 @@
 //! SHA-256 of the sandbox's previous line without its newline, 64 zeros for seq 0 (see
 //! [`chain`]). [`verify_chain`] re-checks a log.
 //!
-//! Every record is one `write` on a file opened with O_APPEND, done before [`AuditLog::record`]
-//! returns, so a record the caller was told about survives a crash of guard. A record that cannot
-//! be written is an error the caller must act on: evidence is never dropped silently, and the
+//! [`AuditLog::record`] writes its record (and any deferred before it) with one `write` on a
+//! file opened with O_APPEND before it returns, so a record the caller was told about survives a
+//! crash of guard. The probes' records come in bursts of thousands, so the supervisor defers
+//! them ([`AuditLog::record_deferred`]) and writes each burst with one `write` when it has
+//! drained the ring ([`AuditLog::flush`]): the chain is the same, a crash can only lose the burst
+//! in hand, which until then sat in the kernel's ring buffer anyway. A record that cannot be
+//! written is an error the caller must act on: evidence is never dropped silently, and the
 //! launcher kills the sandbox when its log cannot be written (no evidence, no run). After a failed
 //! write the log refuses further records, since a partial line may sit at the end of the file.
 //!
 //! Without `--audit-log` nothing is written; records are still numbered and counted for the
-//! one-line stderr summary ([`AuditLog::summary`]).
+//! one-line stderr summary ([`AuditLog::summary`]), and a deferred record's detail is not even
+//! built.
 
 pub mod chain;
 pub mod record;
@@ -23,6 +28,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use serde_json::Value;
 
 pub use chain::{ChainError, verify_chain};
@@ -108,13 +114,41 @@ impl fmt::Display for AuditSummary {
 pub struct AuditLog {
     /// The open log and its path; `None` when only the summary is kept.
     sink: Option<(File, PathBuf)>,
-    sandbox: String,
-    profile: String,
-    profile_sha256: String,
+    /// See [`fixed_fields`].
+    fixed: Vec<u8>,
     next_seq: u64,
     prev: String,
     summary: AuditSummary,
     failed: bool,
+    /// Whole lines of deferred records not yet written, in chain order.
+    pending: Vec<u8>,
+}
+
+/// Deferred lines are written once this many bytes are waiting, even mid-burst: one `write`
+/// of this size costs about what a few records cost to format, and O_APPEND places it whole.
+const FLUSH_AT_BYTES: usize = 64 * 1024;
+
+/// `"sandbox":…,"profile":…,"profile_sha256":…`: the fields every line of a sandbox repeats,
+/// as JSON, so they are escaped once rather than for every record.
+fn fixed_fields(sandbox: &str, profile: &str, profile_sha256: &str) -> Result<Vec<u8>, AuditError> {
+    let mut fixed = Vec::new();
+    for (name, value) in [
+        ("sandbox", sandbox),
+        ("profile", profile),
+        ("profile_sha256", profile_sha256),
+    ] {
+        if !fixed.is_empty() {
+            fixed.push(b',');
+        }
+        fixed.push(b'"');
+        fixed.extend_from_slice(name.as_bytes());
+        fixed.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut fixed, value).map_err(|source| AuditError::Serialize {
+            event: AuditEvent::Start,
+            source,
+        })?;
+    }
+    Ok(fixed)
 }
 
 impl AuditLog {
@@ -146,18 +180,17 @@ impl AuditLog {
         };
         Ok(AuditLog {
             sink,
-            sandbox: sandbox_id.to_owned(),
-            profile: profile.to_owned(),
-            profile_sha256: profile_sha256.to_owned(),
+            fixed: fixed_fields(sandbox_id, profile, profile_sha256)?,
             next_seq: 0,
             prev: GENESIS_PREV.to_owned(),
             summary: AuditSummary::default(),
             failed: false,
+            pending: Vec::new(),
         })
     }
 
-    /// Writes one record now (one O_APPEND write; the `exit` record is also fsynced, closing the
-    /// chain durably) and advances `seq` and `prev`.
+    /// Writes one record now, after any deferred ones (one O_APPEND write; the `exit` record is
+    /// also fsynced, closing the chain durably) and advances `seq` and `prev`.
     ///
     /// # Errors
     /// [`AuditError`]; the caller must not let the sandbox go on unrecorded.
@@ -197,55 +230,125 @@ impl AuditLog {
         enforcer: Enforcer,
         detail: Value,
     ) -> Result<(), AuditError> {
-        if self.failed
-            && let Some((_, path)) = &self.sink
-        {
-            return Err(AuditError::AfterFailedWrite { path: path.clone() });
-        }
-        let Value::Object(detail) = detail else {
+        // Checked with or without a log, so a caller's mistake shows in every test.
+        if !detail.is_object() {
             return Err(AuditError::DetailNotObject { event });
-        };
-        let record = AuditRecord {
-            ts: format_timestamp(now),
-            seq: self.next_seq,
-            sandbox: self.sandbox.clone(),
-            profile: self.profile.clone(),
-            profile_sha256: self.profile_sha256.clone(),
-            event,
-            pid,
-            exe: exe.to_owned(),
-            verdict,
-            rule: rule.map(str::to_owned),
-            enforcer,
-            detail,
-            prev: self.prev.clone(),
-        };
-        let mut line = serde_json::to_vec(&record)
-            .map_err(|source| AuditError::Serialize { event, source })?;
-        let hash = chain::line_hash(&line);
-        if let Some((file, path)) = &mut self.sink {
-            line.push(b'\n');
-            // One write_all of the whole line: with O_APPEND the kernel places it at the end even
-            // when other sandboxes append to the same file.
-            if let Err(source) = file.write_all(&line) {
-                self.failed = true;
-                return Err(AuditError::Write {
-                    path: path.clone(),
-                    source,
-                });
-            }
-            if event == AuditEvent::Exit
-                && let Err(source) = file.sync_data()
-            {
-                self.failed = true;
-                return Err(AuditError::Sync {
-                    path: path.clone(),
-                    source,
-                });
-            }
         }
+        self.append(now, event, pid, exe, verdict, rule, enforcer, || detail)?;
+        self.flush()?;
+        if event == AuditEvent::Exit
+            && let Some((file, path)) = &self.sink
+            && let Err(source) = file.sync_data()
+        {
+            self.failed = true;
+            return Err(AuditError::Sync {
+                path: path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds one record to the chain without writing it yet: it goes out with the next
+    /// [`AuditLog::flush`] or [`AuditLog::record`] (or once enough lines wait). `detail` is only
+    /// called when there is a log to write it to.
+    ///
+    /// # Errors
+    /// [`AuditError`], as [`AuditLog::record`]; a write error may belong to an earlier record.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the record's fields in contract order, as record()"
+    )]
+    pub fn record_deferred<D: Serialize>(
+        &mut self,
+        event: AuditEvent,
+        pid: i32,
+        exe: &str,
+        verdict: Verdict,
+        rule: Option<&str>,
+        enforcer: Enforcer,
+        detail: impl FnOnce() -> D,
+    ) -> Result<(), AuditError> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.append(now, event, pid, exe, verdict, rule, enforcer, detail)?;
+        if self.pending.len() >= FLUSH_AT_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the deferred records, in one O_APPEND write.
+    ///
+    /// # Errors
+    /// [`AuditError::Write`]; the log then refuses further records.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some((file, path)) = &mut self.sink else {
+            self.pending.clear();
+            return Ok(());
+        };
+        // One write_all of whole lines: with O_APPEND the kernel places them at the end even
+        // when other sandboxes append to the same file.
+        let written = file.write_all(&self.pending);
+        self.pending.clear();
+        if let Err(source) = written {
+            self.failed = true;
+            return Err(AuditError::Write {
+                path: path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Formats one record onto the deferred lines and advances `seq` and `prev`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the record's fields in contract order, as record()"
+    )]
+    fn append<D: Serialize>(
+        &mut self,
+        now: Duration,
+        event: AuditEvent,
+        pid: i32,
+        exe: &str,
+        verdict: Verdict,
+        rule: Option<&str>,
+        enforcer: Enforcer,
+        detail: impl FnOnce() -> D,
+    ) -> Result<(), AuditError> {
+        if let Some((_, path)) = &self.sink {
+            if self.failed {
+                return Err(AuditError::AfterFailedWrite { path: path.clone() });
+            }
+            let start = self.pending.len();
+            let line = write_line(
+                &mut self.pending,
+                &self.fixed,
+                &self.prev,
+                now,
+                self.next_seq,
+                event,
+                pid,
+                exe,
+                verdict,
+                rule,
+                enforcer,
+                detail(),
+            );
+            if let Err(err) = line {
+                self.pending.truncate(start);
+                return Err(err);
+            }
+            self.prev = chain::line_hash(&self.pending[start..]);
+            self.pending.push(b'\n');
+        }
+        // Without a log `prev` is never read, so no line is formatted or hashed for it.
         self.next_seq += 1;
-        self.prev = hash;
         self.summary.count(verdict);
         Ok(())
     }
@@ -258,6 +361,77 @@ impl AuditLog {
     /// The file written to, if any.
     pub fn path(&self) -> Option<&Path> {
         self.sink.as_ref().map(|(_, path)| path.as_path())
+    }
+}
+
+/// Appends one record to `out` as one line of JSON without its newline: the contract's fields
+/// in [`record::FIELDS`] order, exactly as serde_json writes an [`AuditRecord`] (a test holds
+/// the two equal). Written field by field because this runs for every record the probes send:
+/// the timestamp and `prev` need no escaping and the sandbox's fixed fields are escaped once.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the record's fields in contract order, as AuditLog::record()"
+)]
+fn write_line<D: Serialize>(
+    out: &mut Vec<u8>,
+    fixed: &[u8],
+    prev: &str,
+    now: Duration,
+    seq: u64,
+    event: AuditEvent,
+    pid: i32,
+    exe: &str,
+    verdict: Verdict,
+    rule: Option<&str>,
+    enforcer: Enforcer,
+    detail: D,
+) -> Result<(), AuditError> {
+    out.extend_from_slice(b"{\"ts\":\"");
+    out.extend_from_slice(format_timestamp(now).as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    json(out, event, &seq)?;
+    out.push(b',');
+    out.extend_from_slice(fixed);
+    out.extend_from_slice(b",\"event\":");
+    json(out, event, &event)?;
+    out.extend_from_slice(b",\"pid\":");
+    json(out, event, &pid)?;
+    out.extend_from_slice(b",\"exe\":");
+    json(out, event, &exe)?;
+    out.extend_from_slice(b",\"verdict\":");
+    json(out, event, &verdict)?;
+    out.extend_from_slice(b",\"rule\":");
+    json(out, event, &rule)?;
+    out.extend_from_slice(b",\"enforcer\":");
+    json(out, event, &enforcer)?;
+    out.extend_from_slice(b",\"detail\":");
+    let detail_at = out.len();
+    json(out, event, &detail)?;
+    if out.get(detail_at) != Some(&b'{') {
+        return Err(AuditError::DetailNotObject { event });
+    }
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    out.extend_from_slice(b"\"}");
+    Ok(())
+}
+
+/// `value` as JSON onto `out`.
+fn json<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    event: AuditEvent,
+    value: &T,
+) -> Result<(), AuditError> {
+    serde_json::to_writer(out, value).map_err(|source| AuditError::Serialize { event, source })
+}
+
+impl Drop for AuditLog {
+    /// A last chance for deferred records whose caller did not flush (an early return on an
+    /// error path); the error has nowhere to go but stderr.
+    fn drop(&mut self) {
+        if let Err(err) = self.flush() {
+            eprintln!("guard: error: writing the audit log: {err}");
+        }
     }
 }
 

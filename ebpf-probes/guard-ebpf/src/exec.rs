@@ -40,6 +40,7 @@ use guard_common::{
 
 use crate::maps::{EXEC_ALLOW, SANDBOX_STATE, SANDBOXES, count_error, count_lost, ring_of};
 use crate::rate;
+use crate::wake;
 
 /// Set by the loader (`EbpfLoader::set_global`) from `/sys/kernel/btf/vmlinux`.
 #[unsafe(no_mangle)]
@@ -170,7 +171,10 @@ fn check_and_record(
     // SAFETY: `event` points to a reserved record of the right size for the duration of this call.
     match unsafe { fill_exec(ctx, event, &off, &exe, &header) } {
         Ok(()) => {
-            entry.submit(0);
+            entry.submit(wake::submit_flags::<ExecEvent>(
+                ring,
+                verdict != Verdict::Allow,
+            ));
             Ok(kill)
         }
         Err(step) => {

@@ -20,6 +20,7 @@ use guard_common::{
 
 use crate::exec::{KERNEL_OFFSETS, exec_allowed, file_identity, read_at};
 use crate::maps::{SANDBOXES, count_error, count_lost, ring_of};
+use crate::wake;
 
 const EPERM: i32 = 1;
 
@@ -80,7 +81,8 @@ pub fn guard_bprm_check(ctx: LsmContext) -> i32 {
                     rule: rule as u32,
                 };
             }
-            entry.submit(0);
+            // Always a refusal (or an audited one): wake the supervisor now.
+            entry.submit(wake::submit_flags::<ExecEvent>(ring, true));
         } else {
             count_error(ProbeError::RingBufFull);
             count_lost(cgroup_id);

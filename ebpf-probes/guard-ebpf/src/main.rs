@@ -1,7 +1,8 @@
 //! guard's eBPF probes, linked into one object (`guard-probes`) that the supervisor embeds.
 //!
-//! One module per event family ([`exec`], [`net`]; [`rate`] holds the token buckets), plus [`features`]: do-nothing programs of each program
-//! type that `guard doctor` tries to load to learn what this kernel accepts.
+//! One module per event family ([`exec`], [`net`]; [`rate`] holds the token buckets and
+//! [`wake`] decides when a record wakes the supervisor), plus [`features`]: do-nothing programs
+//! of each program type that `guard doctor` tries to load to learn what this kernel accepts.
 #![no_std]
 #![no_main]
 
@@ -11,6 +12,7 @@ mod lsm;
 mod maps;
 mod net;
 mod rate;
+mod wake;
 
 /// The kernel only lets GPL-compatible programs call helpers such as `bpf_probe_read_kernel_str`
 /// and `bpf_send_signal`, and only such programs may be LSM or fentry programs.

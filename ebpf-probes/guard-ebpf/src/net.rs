@@ -35,6 +35,7 @@ use guard_common::{
 
 use crate::maps::{NET4, NET6, SANDBOX_STATE, SANDBOXES, count_error, count_lost, ring_of};
 use crate::rate;
+use crate::wake;
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
@@ -283,5 +284,8 @@ fn record(
             reserved: [0; 2],
         },
     });
-    entry.submit(0);
+    entry.submit(wake::submit_flags::<NetEvent>(
+        ring,
+        verdict != Verdict::Allow,
+    ));
 }

@@ -425,3 +425,166 @@ fn ts_is_the_time_of_recording_in_utc_with_microseconds() {
     let record: Value = serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(record["ts"], "2026-11-21T01:30:25.123456Z");
 }
+
+/// One allowed connect, deferred.
+fn defer_connect(log: &mut AuditLog, port: u16) {
+    log.record_deferred(
+        AuditEvent::Connect,
+        7,
+        "/usr/bin/curl",
+        Verdict::Allow,
+        None,
+        Enforcer::Ebpf,
+        || json!({"dst": format!("127.0.0.1:{port}")}),
+    )
+    .unwrap_or_else(|e| panic!("deferred record: {e}"));
+}
+
+#[test]
+fn deferred_records_join_the_chain_when_flushed_or_before_the_next_record() {
+    let file = TempLog::new();
+    let mut log = open(Some(&file.0), "sb-1");
+    write_session(&mut log);
+    let before = file.text();
+    defer_connect(&mut log, 1);
+    defer_connect(&mut log, 2);
+    assert_eq!(file.text(), before, "written before the flush");
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    assert_eq!(file.text().lines().count(), 7);
+    // record() writes what is deferred first, in chain order.
+    defer_connect(&mut log, 3);
+    log.record(
+        AuditEvent::Exit,
+        7,
+        "/usr/bin/curl",
+        Verdict::Allow,
+        None,
+        Enforcer::Supervisor,
+        json!({"status": 0}),
+    )
+    .unwrap_or_else(|e| panic!("record: {e}"));
+    let text = file.text();
+    assert_eq!(verify(&text).unwrap_or_else(|e| panic!("{e}\n{text}")), 9);
+    let events: Vec<String> = text
+        .lines()
+        .skip(5)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+            format!("{} {}", v["event"], v["detail"]["dst"])
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "\"connect\" \"127.0.0.1:1\"",
+            "\"connect\" \"127.0.0.1:2\"",
+            "\"connect\" \"127.0.0.1:3\"",
+            "\"exit\" null"
+        ]
+    );
+}
+
+#[test]
+fn deferred_records_are_written_when_the_log_is_dropped() {
+    let file = TempLog::new();
+    let mut log = open(Some(&file.0), "sb-1");
+    defer_connect(&mut log, 1);
+    drop(log);
+    assert_eq!(verify(&file.text()).unwrap_or_else(|e| panic!("{e}")), 1);
+}
+
+#[test]
+fn without_a_log_deferred_details_are_not_built_but_counted() {
+    let mut log = open(None, "sb-1");
+    log.record_deferred(
+        AuditEvent::Send,
+        7,
+        "/usr/bin/dig",
+        Verdict::Allow,
+        None,
+        Enforcer::Ebpf,
+        || -> Value { panic!("detail built without a log") },
+    )
+    .unwrap_or_else(|e| panic!("deferred record: {e}"));
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    assert_eq!(log.summary().allow, 1);
+}
+
+#[test]
+fn a_failed_flush_is_an_error_and_stops_the_log() {
+    let mut log = open(Some(Path::new("/dev/full")), "sb-1");
+    defer_connect(&mut log, 1);
+    let first = log.flush().err();
+    assert!(matches!(first, Some(AuditError::Write { .. })), "{first:?}");
+    let second = log
+        .record_deferred(
+            AuditEvent::Connect,
+            7,
+            "/usr/bin/curl",
+            Verdict::Allow,
+            None,
+            Enforcer::Ebpf,
+            || json!({}),
+        )
+        .err();
+    assert!(
+        matches!(second, Some(AuditError::AfterFailedWrite { .. })),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn lines_are_what_serde_writes_for_the_record() {
+    let file = TempLog::new();
+    let mut log = AuditLog::open(Some(&file.0), "sb \"1\"", "prof\\ile", &"ab".repeat(32))
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    write_session(&mut log);
+    log.record_deferred(
+        AuditEvent::Exec,
+        -1,
+        "/tmp/a \"b\"\n\u{e9}",
+        Verdict::Kill,
+        Some("process.exec"),
+        Enforcer::Ebpf,
+        || json!({"argv": ["x\ty"], "n": 1}),
+    )
+    .unwrap_or_else(|e| panic!("deferred record: {e}"));
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    let text = file.text();
+    assert_eq!(verify(&text).unwrap_or_else(|e| panic!("{e}\n{text}")), 6);
+    for line in text.lines() {
+        let record: AuditRecord = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        let again = serde_json::to_string(&record).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, line);
+    }
+}
+
+#[test]
+fn a_deferred_detail_that_is_not_an_object_is_refused() {
+    let file = TempLog::new();
+    let mut log = open(Some(&file.0), "sb-1");
+    let err = log
+        .record_deferred(
+            AuditEvent::Send,
+            7,
+            "/usr/bin/dig",
+            Verdict::Allow,
+            None,
+            Enforcer::Ebpf,
+            || "text",
+        )
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(AuditError::DetailNotObject {
+                event: AuditEvent::Send
+            })
+        ),
+        "{err:?}"
+    );
+    // Nothing half-formatted is left to be written, and the chain goes on.
+    defer_connect(&mut log, 1);
+    log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    assert_eq!(verify(&file.text()).unwrap_or_else(|e| panic!("{e}")), 1);
+}

@@ -3,6 +3,7 @@
 //! A record is `guard_common::Event<T>`: the header tells the type, the type tells the payload.
 //! Parsing is a pure function over bytes so it is tested without a kernel.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt as _;
@@ -98,13 +99,11 @@ pub struct NetRecord {
 
 impl NetRecord {
     /// "tcp", "udp" or the protocol number.
-    pub fn protocol_name(&self) -> String {
+    pub fn protocol_name(&self) -> Cow<'static, str> {
         match (self.protocol, self.sock_type) {
-            (6, _) => "tcp".to_owned(),
-            (17, _) => "udp".to_owned(),
-            (0, 1) => "tcp".to_owned(),
-            (0, 2) => "udp".to_owned(),
-            (p, _) => p.to_string(),
+            (6, _) | (0, 1) => "tcp".into(),
+            (17, _) | (0, 2) => "udp".into(),
+            (p, _) => p.to_string().into(),
         }
     }
 }

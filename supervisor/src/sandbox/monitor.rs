@@ -9,8 +9,14 @@ use super::cgroup::CgroupManager;
 use super::launch::error_chain;
 use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
-use crate::audit::{AuditLog, Enforcer, Verdict};
+use crate::audit::{AuditError, AuditLog, Enforcer, Verdict};
 use crate::ebpf::RegisteredSandbox;
+
+/// How long a record of an allowed operation may wait in the ring before the supervisor reads
+/// it (the probes submit those without a wake-up; see `guard-ebpf/src/wake.rs`). Short enough
+/// that the log trails the sandbox by a blink, long enough that an idle sandbox costs ten
+/// wake-ups a second.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Watches one sandbox for [`super::supervise::supervise`].
 pub struct Monitor<'a> {
@@ -78,6 +84,10 @@ impl Watcher for Monitor<'_> {
             .unwrap_or_default()
     }
 
+    fn drain_interval(&self) -> Option<Duration> {
+        self.feed.as_ref().map(|_| DRAIN_INTERVAL)
+    }
+
     fn drain(&mut self) {
         let Some(feed) = self.feed.as_mut() else {
             return;
@@ -97,7 +107,9 @@ impl Watcher for Monitor<'_> {
                 if event.kills_sandbox() && feed.killed_for.is_none() {
                     feed.killed_for = Some(format!(
                         "guard: killed {} {}: {} (rule {rule}, on_violation = kill)",
-                        decision.pid, decision.exe, decision.summary
+                        decision.pid,
+                        decision.exe,
+                        decision.summary()
                     ));
                 } else if feed.printed < STDERR_LINES {
                     feed.printed += 1;
@@ -108,34 +120,35 @@ impl Watcher for Monitor<'_> {
                     };
                     eprintln!(
                         "guard: {what} {} {}: {} (rule {rule})",
-                        decision.pid, decision.exe, decision.summary
+                        decision.pid,
+                        decision.exe,
+                        decision.summary()
                     );
                 } else {
                     feed.unprinted += 1;
                 }
             }
-            let written = feed.audit.record(
+            let written = feed.audit.record_deferred(
                 decision.event,
                 decision.pid,
-                &decision.exe,
+                decision.exe,
                 decision.verdict,
                 decision.rule,
                 Enforcer::Ebpf,
-                decision.detail,
+                || decision.detail(),
             );
             if let Err(err) = written {
-                // No evidence, no run.
-                eprintln!(
-                    "guard: error: writing the audit log: {}; ending the sandbox",
-                    error_chain(&err)
-                );
-                let _ = self.cgroup.kill_all();
+                fail_closed(self.cgroup, &err);
             }
             if event.kills_sandbox()
                 && let Err(err) = self.cgroup.kill_all()
             {
                 eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
             }
+        }
+        // The burst drained is written with one write before the loop sleeps again.
+        if let Err(err) = feed.audit.flush() {
+            fail_closed(self.cgroup, &err);
         }
     }
 
@@ -159,6 +172,15 @@ impl Watcher for Monitor<'_> {
             eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
         }
     }
+}
+
+/// No evidence, no run: a record that cannot be written ends the sandbox.
+fn fail_closed(cgroup: &dyn CgroupManager, err: &AuditError) {
+    eprintln!(
+        "guard: error: writing the audit log: {}; ending the sandbox",
+        error_chain(err)
+    );
+    let _ = cgroup.kill_all();
 }
 
 /// `usage_usec` of a cgroup2 `cpu.stat`: user plus system time of every process, living or dead.

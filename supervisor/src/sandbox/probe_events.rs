@@ -8,25 +8,63 @@
 use std::collections::HashMap;
 
 use guard_common::{Rule, Verdict as ProbeVerdict};
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Serialize, Serializer};
 
 use crate::audit::{AuditEvent, Verdict};
-use crate::ebpf::{NetRecord, ProbeEvent};
+use crate::ebpf::{NetOp, ProbeEvent};
 
 /// Denials printed on stderr before guard only counts them.
 pub const STDERR_LINES: u32 = 20;
 
-/// One probe record, ready for [`crate::audit::AuditLog::record`].
+/// One probe record, ready for [`crate::audit::AuditLog::record_deferred`]. The detail and
+/// the stderr summary are built only when asked for: a sandbox sending datagrams in a loop
+/// makes thousands of records a second, most of them allowed and, without `--audit-log`, only
+/// counted.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct Decision<'a> {
     pub event: AuditEvent,
     pub pid: i32,
-    pub exe: String,
+    pub exe: &'a str,
     pub verdict: Verdict,
     pub rule: Option<&'static str>,
-    pub detail: Value,
-    /// For stderr when the verdict is not allow: what happened, in words.
-    pub summary: String,
+    source: &'a ProbeEvent,
+}
+
+/// The `detail` of a probe record, serialized straight into the log line: its fields in
+/// alphabetical order, as the `json!` objects that came before wrote them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Detail<'a> {
+    /// An exec refused by the BPF LSM hook before it happened.
+    Refused {
+        op: &'static str,
+        refused_before_exec: bool,
+    },
+    Exec {
+        argv: &'a [String],
+        argv_truncated: bool,
+        dev: u64,
+        ino: u64,
+        old_pid: u32,
+        op: &'static str,
+        path: &'a str,
+    },
+    Net {
+        #[serde(serialize_with = "as_text")]
+        dst: SocketAddr,
+        ipv4_mapped: bool,
+        op: &'static str,
+        protocol: Cow<'static, str>,
+    },
+}
+
+/// `value` as a JSON string of its `Display` form, without building the string first.
+fn as_text<S: Serializer>(value: &impl fmt::Display, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// The profile key behind a probe rule.
@@ -61,119 +99,133 @@ pub struct ExeNames {
 impl ExeNames {
     /// Looks `/proc/<pid>/exe` up once per pid (a forked child that never exec'd), not once per
     /// record: a process sending datagrams in a loop would otherwise pay a readlink each.
-    fn name_of(&mut self, pid: u32, fallback: &str) -> String {
-        self.by_pid
-            .entry(pid)
-            .or_insert_with(|| {
-                std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| fallback.to_owned())
-            })
-            .clone()
+    fn name_of(&mut self, pid: u32, fallback: &str) -> &str {
+        self.by_pid.entry(pid).or_insert_with(|| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| fallback.to_owned())
+        })
+    }
+
+    /// Notes that `pid` now runs `exe`.
+    fn executed(&mut self, pid: u32, exe: &str) -> &str {
+        let name = self.by_pid.entry(pid).or_default();
+        if name != exe {
+            exe.clone_into(name);
+        }
+        name
     }
 }
 
 /// The audit record for `event`; `command_exe` names processes guard knows nothing else about.
-pub fn decision(event: &ProbeEvent, names: &mut ExeNames, command_exe: &str) -> Decision {
+pub fn decision<'a>(
+    event: &'a ProbeEvent,
+    names: &'a mut ExeNames,
+    command_exe: &str,
+) -> Decision<'a> {
     let header = event.header();
     let verdict = verdict(event.verdict());
-    let rule = rule_key(event.rule());
-    match event {
-        ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => {
-            // Refused by the BPF LSM hook before the exec: the record has no file name, the
-            // process is still the one that tried.
-            let exe = names.name_of(header.pid, command_exe);
-            Decision {
-                event: AuditEvent::Violation,
-                pid: header.pid as i32,
-                exe: exe.clone(),
-                verdict,
-                rule,
-                detail: json!({ "op": "exec", "refused_before_exec": true }),
-                summary: "an exec refused before it happened: not in the exec allowlist".into(),
-            }
-        }
-        ProbeEvent::Exec(exec) => {
-            let exe = exec.filename.to_string_lossy().into_owned();
-            names.by_pid.insert(header.pid, exe.clone());
-            let why = match event.rule() {
-                Rule::ExecsPerMinute => "over the exec rate limit",
-                Rule::ProbeError => "the exec could not be checked (failing closed)",
-                _ => "not in the exec allowlist",
-            };
-            Decision {
-                event: if verdict == Verdict::Allow {
-                    AuditEvent::Exec
-                } else {
-                    AuditEvent::Violation
-                },
-                pid: header.pid as i32,
-                exe: exe.clone(),
-                verdict,
-                rule,
-                detail: json!({
-                    "op": "exec",
-                    "path": exe,
-                    "argv": exec.argv,
-                    "argv_truncated": exec.argv_truncated,
-                    "dev": exec.dev,
-                    "ino": exec.ino,
-                    "old_pid": exec.old_pid,
-                }),
-                summary: format!("exec of {exe}: {why}"),
-            }
-        }
-        ProbeEvent::Net(net) => {
-            let exe = names.name_of(header.pid, command_exe);
-            let dst = destination(net);
-            let why = match event.rule() {
-                Rule::ConnectsPerMinute => "over the connect rate limit",
-                Rule::ProbeError => "the connect rate could not be counted (failing closed)",
-                _ => "not allowed by the profile",
-            };
-            Decision {
-                event: if verdict == Verdict::Allow {
-                    match net.op {
-                        crate::ebpf::NetOp::Connect => AuditEvent::Connect,
-                        crate::ebpf::NetOp::Bind => AuditEvent::Bind,
-                        crate::ebpf::NetOp::Send => AuditEvent::Send,
-                    }
-                } else {
-                    AuditEvent::Violation
-                },
-                pid: header.pid as i32,
-                exe,
-                verdict,
-                rule,
-                detail: json!({
-                    "op": net.op.as_str(),
-                    "dst": dst,
-                    "protocol": net.protocol_name(),
-                    "ipv4_mapped": net.v4_mapped,
-                }),
-                summary: format!(
-                    "{} {} {dst}/{}: {why}",
-                    net.op.as_str(),
-                    if net.op == crate::ebpf::NetOp::Bind {
-                        "on"
-                    } else {
-                        "to"
-                    },
-                    net.protocol_name()
-                ),
-            }
-        }
+    let (audit_event, exe) = match event {
+        // Refused by the BPF LSM hook before the exec: the record has no file name, the
+        // process is still the one that tried.
+        ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => (
+            AuditEvent::Violation,
+            names.name_of(header.pid, command_exe),
+        ),
+        ProbeEvent::Exec(exec) => (
+            if verdict == Verdict::Allow {
+                AuditEvent::Exec
+            } else {
+                AuditEvent::Violation
+            },
+            names.executed(header.pid, &exec.filename.to_string_lossy()),
+        ),
+        ProbeEvent::Net(net) => (
+            if verdict == Verdict::Allow {
+                match net.op {
+                    NetOp::Connect => AuditEvent::Connect,
+                    NetOp::Bind => AuditEvent::Bind,
+                    NetOp::Send => AuditEvent::Send,
+                }
+            } else {
+                AuditEvent::Violation
+            },
+            names.name_of(header.pid, command_exe),
+        ),
+    };
+    Decision {
+        event: audit_event,
+        pid: header.pid as i32,
+        exe,
+        verdict,
+        rule: rule_key(event.rule()),
+        source: event,
     }
 }
 
-fn destination(net: &NetRecord) -> String {
-    net.addr.to_string()
+impl Decision<'_> {
+    /// The record's `detail`.
+    pub fn detail(&self) -> Detail<'_> {
+        match self.source {
+            ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => Detail::Refused {
+                op: "exec",
+                refused_before_exec: true,
+            },
+            ProbeEvent::Exec(exec) => Detail::Exec {
+                argv: &exec.argv,
+                argv_truncated: exec.argv_truncated,
+                dev: exec.dev,
+                ino: exec.ino,
+                old_pid: exec.old_pid,
+                op: "exec",
+                path: self.exe,
+            },
+            ProbeEvent::Net(net) => Detail::Net {
+                dst: net.addr,
+                ipv4_mapped: net.v4_mapped,
+                op: net.op.as_str(),
+                protocol: net.protocol_name(),
+            },
+        }
+    }
+
+    /// For stderr when the verdict is not allow: what happened, in words.
+    pub fn summary(&self) -> String {
+        let rule = self.source.rule();
+        match self.source {
+            ProbeEvent::Exec(exec) if exec.filename.as_os_str().is_empty() => {
+                "an exec refused before it happened: not in the exec allowlist".into()
+            }
+            ProbeEvent::Exec(_) => {
+                let why = match rule {
+                    Rule::ExecsPerMinute => "over the exec rate limit",
+                    Rule::ProbeError => "the exec could not be checked (failing closed)",
+                    _ => "not in the exec allowlist",
+                };
+                format!("exec of {}: {why}", self.exe)
+            }
+            ProbeEvent::Net(net) => {
+                let why = match rule {
+                    Rule::ConnectsPerMinute => "over the connect rate limit",
+                    Rule::ProbeError => "the connect rate could not be counted (failing closed)",
+                    _ => "not allowed by the profile",
+                };
+                format!(
+                    "{} {} {}/{}: {why}",
+                    net.op.as_str(),
+                    if net.op == NetOp::Bind { "on" } else { "to" },
+                    net.addr,
+                    net.protocol_name()
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::{ExecRecord, NetOp};
+    use crate::ebpf::{ExecRecord, NetRecord};
     use guard_common::{EventHeader, EventType};
 
     fn header(etype: EventType, verdict: ProbeVerdict, rule: Rule) -> EventHeader {
@@ -206,7 +258,10 @@ mod tests {
         });
         let d = decision(&exec, &mut names, "/bin/sh");
         assert_eq!(d.event, AuditEvent::Exec);
-        assert_eq!(d.detail["argv"][1], "http://x");
+        let detail = |d: &Decision<'_>| {
+            serde_json::to_value(d.detail()).unwrap_or_else(|e| panic!("detail: {e}"))
+        };
+        assert_eq!(detail(&d)["argv"][1], "http://x");
 
         let connect = ProbeEvent::Net(NetRecord {
             header: header(EventType::Connect, ProbeVerdict::Deny, Rule::NetworkConnect),
@@ -221,9 +276,14 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(d.rule, Some("network.connect"));
         assert_eq!(d.exe, "/usr/bin/curl");
-        assert_eq!(d.detail["dst"], "127.0.0.1:9");
+        assert_eq!(detail(&d)["dst"], "127.0.0.1:9");
+        // Keys in the order the json! objects before the typed details wrote them.
         assert_eq!(
-            d.summary,
+            serde_json::to_string(&d.detail()).unwrap_or_else(|e| panic!("{e}")),
+            r#"{"dst":"127.0.0.1:9","ipv4_mapped":false,"op":"connect","protocol":"tcp"}"#
+        );
+        assert_eq!(
+            d.summary(),
             "connect to 127.0.0.1:9/tcp: not allowed by the profile"
         );
     }

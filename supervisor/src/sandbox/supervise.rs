@@ -3,6 +3,11 @@
 //! Signals are read through a signalfd (blocked before `fork` so none is lost), so the loop is a
 //! plain `poll` over the signalfd and any extra descriptors the caller watches (the eBPF ring
 //! buffer), with a timeout that is the nearest deadline.
+//!
+//! The probes submit records of allowed operations without waking the supervisor (a wake-up
+//! costs the sandboxed process more than the record itself), so a watcher with a ring also
+//! names a drain interval: the loop wakes at least that often and drains, and the probes wake
+//! it at once for denials, kills and a ring that is filling up.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -70,8 +75,12 @@ pub fn block_signals() -> Result<SignalFd, SuperviseError> {
 pub trait Watcher {
     /// Extra descriptors to poll (the eBPF ring buffer); may be empty.
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
-    /// Called when any of [`Watcher::fds`] is readable, and once more before returning.
+    /// Called when any of [`Watcher::fds`] is readable, at least every
+    /// [`Watcher::drain_interval`], and once more before returning.
     fn drain(&mut self);
+    /// How long records may wait in [`Watcher::fds`] without a wake-up: the longest the loop
+    /// sleeps without draining. `None` when every record wakes the loop (or there are none).
+    fn drain_interval(&self) -> Option<Duration>;
     /// CPU time used by the whole sandbox so far, if known.
     fn cpu_used(&mut self) -> Option<Duration>;
     /// Ends every process of the sandbox (used on wall/CPU time and when the command exits).
@@ -116,7 +125,8 @@ pub fn supervise(
             return Ok(Ending::CpuTime);
         }
 
-        let timeout = next_timeout(wall_deadline, deadlines.cpu_time.is_some());
+        let drain_interval = watcher.drain_interval();
+        let timeout = next_timeout(wall_deadline, deadlines.cpu_time.is_some(), drain_interval);
         let extra = watcher.fds();
         let mut fds = Vec::with_capacity(1 + extra.len());
         fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
@@ -136,7 +146,9 @@ pub fn supervise(
             .iter()
             .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
         drop(fds);
-        if events_ready {
+        // Draining an empty ring reads two positions from shared memory, so every wake-up
+        // drains rather than keep a separate deadline for the interval.
+        if events_ready || drain_interval.is_some() {
             watcher.drain();
         }
         if signal_ready {
@@ -168,11 +180,16 @@ fn same_process_group(child: Pid) -> bool {
     nix::unistd::getpgid(Some(child)).ok() == Some(nix::unistd::getpgrp())
 }
 
-fn next_timeout(wall_deadline: Option<Instant>, sample_cpu: bool) -> PollTimeout {
+fn next_timeout(
+    wall_deadline: Option<Instant>,
+    sample_cpu: bool,
+    drain_interval: Option<Duration>,
+) -> PollTimeout {
     let mut wait: Option<Duration> =
         wall_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    if sample_cpu {
-        wait = Some(wait.map_or(CPU_SAMPLE_INTERVAL, |w| w.min(CPU_SAMPLE_INTERVAL)));
+    let periods = [sample_cpu.then_some(CPU_SAMPLE_INTERVAL), drain_interval];
+    for period in periods.into_iter().flatten() {
+        wait = Some(wait.map_or(period, |w| w.min(period)));
     }
     match wait {
         None => PollTimeout::NONE,

@@ -56,12 +56,17 @@ pub fn findings(
         if let Some(m) = find(label) {
             out.push(format!(
                 "**{}** ({}, +{:.0} ns per operation on a bare {:.0} ns): every allowed \
-                 operation makes the probe write a ring-buffer record, which the supervisor \
-                 turns into an audit record: {:.0} ns of guard CPU and {:.2} wake-ups per \
-                 operation, on the other CPU of two. Candidates: count allowed connects and \
-                 sends per destination in a map and record the counts (at exit and when a new \
-                 destination appears) instead of one record per datagram; submit allowed \
-                 records with `BPF_RB_NO_WAKEUP` and let the supervisor poll on a short timer.",
+                 operation makes the probe write a ring-buffer record, submitted without \
+                 waking the supervisor, which drains the ring every 100 ms (or when it is an \
+                 eighth full) and turns each record into an audit record: {:.0} ns of guard \
+                 CPU and {:.2} wake-ups per operation, on the other CPU of two. What is left \
+                 runs in the sandboxed process: the cgroup `sock_addr` programs (every build \
+                 of guard's probes loaded on the host runs its own; another build's returns \
+                 after one lookup), the socket lock the kernel takes around a sendmsg hook, \
+                 and the probe's lookups, timestamp and ring write. perf put them at about \
+                 10-15% of a loopback `sendto` (one to three builds loaded), which is the \
+                 floor for one record per datagram; below it only counting allowed sends \
+                 per destination instead of recording each one would go.",
                 label,
                 ratio(m.loop_ratio()),
                 m.overhead_ns(),
