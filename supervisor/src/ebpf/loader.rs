@@ -223,6 +223,30 @@ fn attach_and_pin(
             .map_err(pin_err(path.clone()))?;
     }
 
+    // The pool's first ring, stored while the verifier checks the programs below: storing a
+    // ring in the map of maps waits for an RCU grace period (~10 ms), which then overlaps the
+    // loading instead of adding to the first sandbox's start. Not needed for correctness (a
+    // sandbox fills an empty slot itself), so a failure here is only noted.
+    let rings = staging.join(names::EVENT_RINGS);
+    std::thread::scope(|scope| {
+        let prefill = scope.spawn(|| super::ring_pool::prefill_first_slot(&rings));
+        let attached = attach_programs(ebpf, staging, guard_cgroup, vmlinux);
+        match prefill.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing_note(&format!("ring pool not prefilled: {err}")),
+            Err(_) => tracing_note("ring pool not prefilled: the thread panicked"),
+        }
+        attached
+    })
+}
+
+/// Loads and attaches every program of the object and pins their links into `staging`.
+fn attach_programs(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    guard_cgroup: &Path,
+    vmlinux: &mut Option<VmlinuxBtf>,
+) -> Result<(), EbpfError> {
     // The exec tracepoint: global, it filters by the SANDBOXES map itself.
     tracefs::ensure_mounted()?;
     let name = names::EXEC_TRACEPOINT;

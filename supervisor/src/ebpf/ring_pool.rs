@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use aya::maps::MapError;
+use aya::maps::{ArrayOfMaps, Map, MapData, MapError, RingBuf};
 use guard_common::names;
 
 use super::EbpfError;
@@ -70,6 +70,23 @@ pub fn claim(probes: &mut Probes, owner_cgroup: u64) -> Result<(RingSlot, EventR
         return Ok((slot, ring));
     }
     Err(EbpfError::NoFreeRingSlot(names::EVENT_RING_SLOTS))
+}
+
+/// Stores a new ring in slot 0 of the `EVENT_RINGS` pinned at `rings_pin`, for probes being
+/// loaded and not yet visible to any sandbox (so no slot lock is needed).
+pub fn prefill_first_slot(rings_pin: &Path) -> Result<(), EbpfError> {
+    let data = MapData::from_pin(rings_pin).map_err(|source| EbpfError::OpenPin {
+        path: rings_pin.to_path_buf(),
+        source,
+    })?;
+    let name = names::EVENT_RINGS;
+    let map = Map::from_map_data(data).map_err(|source| EbpfError::MapType { name, source })?;
+    let mut rings: ArrayOfMaps<MapData, RingBuf<MapData>> =
+        ArrayOfMaps::try_from(map).map_err(|source| EbpfError::MapType { name, source })?;
+    let ring = EventRing::create(0)?;
+    rings
+        .set(0, ring.ring(), 0)
+        .map_err(|source| EbpfError::StoreRing { slot: 0, source })
 }
 
 /// The directory of slot locks for the probes pinned in `pin_dir`: each pinned set of probes has
