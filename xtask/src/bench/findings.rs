@@ -90,16 +90,16 @@ pub fn findings(
     if let Some(s) = storms.first() {
         let fits = f64::from(limits::RING_BYTES) / f64::from(limits::EXEC_RECORD_BYTES);
         out.push(format!(
-            "**Audit under an exec storm**: the storm's loops ran {:.0} execs/s ({}), and {} \
-             records were lost. The supervisor spends {} of CPU per exec record with \
+            "**Audit under an exec storm**: the storm's loops ran {:.0} execs/s of {} ({}), and \
+             {} records were lost. The supervisor spends {} of CPU per exec record with \
              `--audit-log`, so one CPU keeps up with about {:.0} records/s; the 1 MiB ring \
              holds about {:.0} exec records, {:.2} s of backlog at {:.0}/s.",
             s.rate(),
+            s.program.name(),
             if s.rate() < storm::TARGET_RATE {
-                "one loop per CPU; bare fork+exec of `/bin/true` alone does not reach 5,000/s on \
-                 this host"
+                "one loop per CPU, as fast as they went: below the target rate on this host"
             } else {
-                "above the target rate"
+                "as fast as they went, above the target rate"
             },
             s.missing().max(s.audit.lost),
             duration(s.guard_cpu_per_record() / 1e9),
@@ -108,6 +108,17 @@ pub fn findings(
             fits / storm::TARGET_RATE,
             storm::TARGET_RATE,
         ));
+        // The fast storm shows the headroom; the paced one is what the target is judged on.
+        if let Some(paced) = storms.iter().find(|s| s.paced.is_some())
+            && let Some(last) = out.last_mut()
+        {
+            last.push_str(&format!(
+                " Paced to {:.0}/s the loops ran {:.0} execs/s and {} records were lost.",
+                paced.paced.unwrap_or(storm::TARGET_RATE),
+                paced.rate(),
+                paced.missing().max(paced.audit.lost),
+            ));
+        }
     }
     out
 }
@@ -186,6 +197,7 @@ mod tests {
             references: vec![("allow-all", Timing::flat(0.121), 1.21)],
         };
         let storm = Storm {
+            program: crate::bench::storm::Program::Exit0("/t/exit0".into()),
             paced: None,
             tally: Tally {
                 ops: 10_000,
@@ -203,7 +215,7 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert!(found[0].contains("(1.20× bare, +20 ns under guard)"));
         assert!(found[0].contains("costs 1.21× in the same rounds"));
-        assert!(found[1].contains("1000 execs/s"));
+        assert!(found[1].contains("1000 execs/s of the bench's static executable"));
         assert!(found[1].contains("20 µs of CPU per exec record"));
         assert!(found[1].contains("about 1202 exec records"));
     }

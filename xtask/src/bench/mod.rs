@@ -7,7 +7,8 @@
 //!   `/bin/true`, bubblewrap and firejail (hyperfine), with peak RSS;
 //! - [`micro`]: getppid, TCP connect, UDP send and fork+exec loops bare and guarded
 //!   ([`workload`] is the program they run);
-//! - [`storm`]: an exec storm under `--audit-log`, execs counted against audit records;
+//! - [`storm`]: an exec storm under `--audit-log`, execs counted against audit records, of a
+//!   tiny static executable ([`exit0`]) so the host can reach the target rate;
 //! - [`limits`]: where a warm and a cold start spend their time, and [`findings`]: what
 //!   that and the rest say limits guard.
 //!
@@ -16,6 +17,7 @@
 
 mod command;
 mod daemon;
+mod exit0;
 mod findings;
 mod hyperfine;
 mod limits;
@@ -57,7 +59,16 @@ pub fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let profile_path = dir.join("bench.toml");
     let result = (|| {
-        write_profile(&guard, &profile_path, &workload, &listeners)?;
+        // Written before the profile, which must name it: the exec probe's allowlist is keyed
+        // by the file's inode, looked up when the sandbox starts.
+        let program = storm::Program::prepare(&dir);
+        write_profile(
+            &guard,
+            &profile_path,
+            &workload,
+            program.extra_exec(),
+            &listeners,
+        )?;
         let runner = micro::Runner {
             guard: &guard,
             profile: &profile_path,
@@ -67,7 +78,7 @@ pub fn run() -> anyhow::Result<()> {
             .iter()
             .map(|case| runner.measure(case))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let storms = storm::measure(&runner)?;
+        let storms = storm::measure(&runner, &program)?;
         Ok::<_, anyhow::Error>((micro, storms))
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -118,10 +129,12 @@ fn write_profile(
     guard: &Path,
     path: &Path,
     workload: &Path,
+    storm: Option<&Path>,
     listeners: &micro::Listeners,
 ) -> anyhow::Result<()> {
     let text = profile::text(&profile::Needs {
         workload,
+        storm,
         tcp_port: listeners.tcp_port,
         udp_port: listeners.udp_port,
     });

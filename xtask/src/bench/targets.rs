@@ -167,6 +167,9 @@ fn start_ratio(start: &Startup, label: &str, name: &'static str) -> Target {
     }
 }
 
+/// The share of the target rate a paced storm must reach to count as having kept the pace.
+const PACE_KEPT: f64 = 0.99;
+
 /// Zero lost records at the target rate: judged on the paced storm when the machine got
 /// there, else said to be out of reach with what the fastest storm lost.
 fn audit_loss(storms: &[Storm]) -> Target {
@@ -175,10 +178,21 @@ fn audit_loss(storms: &[Storm]) -> Target {
     let losses = |s: &Storm| s.missing().max(s.audit.lost) + s.tally.killed;
     if let Some(paced) = storms.iter().find(|s| s.paced.is_some()) {
         let lost = losses(paced);
+        // The fast storm already showed the host gets past the target, so a paced run that
+        // fell a little short (a busy shared host) is still judged, but says so.
+        let short = if paced.rate() < PACE_KEPT * storm::TARGET_RATE {
+            format!(" (the pace of {:.0}/s was not kept)", storm::TARGET_RATE)
+        } else {
+            String::new()
+        };
         return Target::judged(
             name,
             goal,
-            format!("{lost} of {} at {:.0}/s", paced.tally.ops, paced.rate()),
+            format!(
+                "{lost} of {} at {:.0}/s{short}",
+                paced.tally.ops,
+                paced.rate()
+            ),
             lost == 0,
         );
     }
@@ -193,8 +207,9 @@ fn audit_loss(storms: &[Storm]) -> Target {
                 fastest.rate()
             ),
             verdict: Verdict::NotMeasured(format!(
-                "the host sustains {:.0} execs/s, below 5,000/s",
-                fastest.rate()
+                "the host sustains {:.0} execs/s of {}, below 5,000/s",
+                fastest.rate(),
+                fastest.program.name(),
             )),
         },
         Some(fastest) => {
@@ -219,6 +234,9 @@ mod tests {
 
     fn storm(paced: Option<f64>, ops: u64, seconds: f64, records: u64) -> Storm {
         Storm {
+            program: crate::bench::storm::Program::Fallback {
+                why: "a test".into(),
+            },
             paced,
             tally: Tally {
                 ops,
@@ -266,6 +284,9 @@ mod tests {
         let target = audit_loss(&slow);
         assert!(matches!(target.verdict, Verdict::NotMeasured(_)));
         assert!(target.measured.contains("0 of 20000 at 2000/s"));
+        assert!(
+            matches!(&target.verdict, Verdict::NotMeasured(why) if why.contains("of `/bin/true`"))
+        );
 
         let fast = [
             storm(None, 80_000, 10.0, 79_000),
@@ -274,6 +295,18 @@ mod tests {
         let target = audit_loss(&fast);
         assert_eq!(target.verdict, Verdict::Met);
         assert_eq!(target.measured, "0 of 50000 at 5000/s");
+
+        let behind = [
+            storm(None, 80_000, 10.0, 80_000),
+            storm(Some(5000.0), 45_000, 10.0, 45_000),
+        ];
+        let target = audit_loss(&behind);
+        assert_eq!(target.verdict, Verdict::Met);
+        assert!(
+            target
+                .measured
+                .ends_with("at 4500/s (the pace of 5000/s was not kept)")
+        );
 
         let lossy = [storm(None, 60_000, 10.0, 59_990)];
         assert_eq!(audit_loss(&lossy).verdict, Verdict::Missed);
