@@ -348,7 +348,7 @@ fn storm_text(storms: &[Storm], micro: &[micro::Result]) -> String {
          --audit-log`; the loops count their execs, the log is searched for `exec` records of \
          that path and for `audit.lost_events` records. A storm faster than {}/s is repeated \
          paced to {}/s. {}",
-        program.path().display(),
+        program.shown(),
         storm::threads(),
         storm::SECONDS,
         storm::TARGET_RATE,
@@ -477,6 +477,37 @@ mod tests {
     use super::*;
     use crate::bench::hyperfine::Timing;
     use crate::bench::startup::Row;
+
+    #[test]
+    fn storm_text_names_the_program_and_what_bin_true_would_reach() {
+        let storm = Storm {
+            program: storm::Program::Exit0("/tmp/guard-bench-1/exit0".into()),
+            paced: None,
+            tally: crate::bench::workload::Tally::default(),
+            audit: storm::AuditCount::default(),
+            guard_cpu_ns: 0,
+        };
+        let spawn = micro::Result {
+            label: targets::SPAWN,
+            what: "",
+            count: 1000,
+            rounds: 1,
+            bare_loop: Timing::flat(0.5),
+            guarded_loop: Timing::flat(0.5),
+            guard_cpu_ns: 0.0,
+            guard_wakeups: 0.0,
+            paired_loop_ratio: 1.0,
+            paired_wall_ratio: 1.0,
+            references: Vec::new(),
+        };
+        let text = storm_text(&[storm], &[spawn]);
+        assert!(text.starts_with("`<bench temp dir>/exit0` spawned"));
+        assert!(!text.contains("guard-bench-1"));
+        // 500 µs per bare exec of /bin/true: each loop reaches 2,000/s at most.
+        let most = storm::threads() * 2000;
+        assert!(text.contains(&format!("reach at most about {most} execs/s")));
+        assert_eq!(storm_text(&[], &[]), "Not run.\n\n");
+    }
 
     fn row(label: &'static str, outcome: Outcome) -> Row {
         Row {

@@ -88,6 +88,15 @@ impl Program {
         }
     }
 
+    /// The program's path as the report shows it: the temporary directory's name changes
+    /// with each run and says nothing, so it is left out.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Exit0(_) => format!("<bench temp dir>/{}", exit0::NAME),
+            Self::Fallback { .. } => FALLBACK.to_string(),
+        }
+    }
+
     /// A few words naming the program, for findings and targets.
     pub fn name(&self) -> &'static str {
         match self {
@@ -232,6 +241,27 @@ not json
                 lost: 7,
                 records: 7
             }
+        );
+    }
+
+    #[test]
+    fn an_unusable_static_executable_falls_back_to_bin_true_and_says_why() {
+        let program = Program::prepare(Path::new("/nonexistent/guard-bench"));
+        assert_eq!(program.path(), Path::new(FALLBACK));
+        assert_eq!(program.extra_exec(), None);
+        assert_eq!(program.shown(), FALLBACK);
+        assert!(program.describe().starts_with("The program is `/bin/true`"));
+        assert!(program.describe().contains("/nonexistent/guard-bench"));
+
+        let tiny = Program::Exit0("/tmp/guard-bench-1/exit0".into());
+        assert_eq!(
+            tiny.extra_exec(),
+            Some(Path::new("/tmp/guard-bench-1/exit0"))
+        );
+        assert_eq!(tiny.shown(), "<bench temp dir>/exit0");
+        assert!(
+            tiny.describe()
+                .contains("129-byte static x86_64 executable")
         );
     }
 
