@@ -19,15 +19,33 @@ pub fn findings(
     if let Some(p) = profile {
         out.extend(warm_start(start, p));
     }
+    if let (Some(daemon), Some(warm), Some(times_bare)) = (
+        start.timing(startup::DAEMON),
+        start.timing(startup::WARM),
+        start.paired_ratio(startup::DAEMON),
+    ) {
+        out.push(format!(
+            "**Daemon start** ({} median back to back, {} bare interleaved): the same start as \
+             a warm one, with the same grace period on v1 hierarchies, made by a worker the \
+             daemon executes as the caller (one more exec of guard), plus the client's own \
+             exec and the fsync of the `exit` record in the daemon's audit log: {} more than a \
+             local warm start back to back.",
+            duration(daemon.median),
+            ratio(times_bare),
+            duration((daemon.median - warm.median).max(0.0)),
+        ));
+    }
     if let Ok(cold) = &start.cold {
         out.push(format!(
             "**Cold start** ({} median, {} bwrap): the probe object is loaded, verified and \
              attached ({} of CPU, {} of it in the kernel; peak RSS {}). The kernel's BTF is \
              mapped, not read, and parsed only for what is not cached: the exec probe's struct \
              offsets on the first load after boot (then cached in `/run/guard` per kernel \
-             build) and the BPF LSM hook's id where LSM programs load. What remains is mostly \
-             the verifier and attaching the probes, which every load pays. Candidate: let the \
-             daemon (or a boot-time unit) load the probes, so no tool call is ever cold.",
+             build) and the BPF LSM hook's id where LSM programs load; the ring pool's first ring \
+             is stored (a grace period) while the verifier runs. What remains is the verifier \
+             and attaching the probes, which every load pays, and the warm start's grace period \
+             for the v1 `cgroup.procs` write. Candidate: let the daemon (or a boot-time unit) \
+             load the probes, so no tool call is ever cold.",
             duration(cold.guard.median),
             ratio(cold.guard.median / cold.bwrap.median),
             duration(cold.guard_cpu),
@@ -60,19 +78,24 @@ pub fn findings(
                  waking the supervisor, which drains the ring every 100 ms (or when it is an \
                  eighth full) and turns each record into an audit record: {:.0} ns of guard \
                  CPU and {:.2} wake-ups per operation, on the other CPU of two. What is left \
-                 runs in the sandboxed process: the cgroup `sock_addr` programs (every build \
-                 of guard's probes loaded on the host runs its own; another build's returns \
-                 after one lookup), the socket lock the kernel takes around a sendmsg hook, \
-                 and the probe's lookups, timestamp and ring write. perf put them at about \
-                 10-15% of a loopback `sendto` (one to three builds loaded), which is the \
-                 floor for one record per datagram; below it only counting allowed sends \
-                 per destination instead of recording each one would go.",
+                 runs in the sandboxed process: the cgroup `sock_addr` program (every build of \
+                 guard's probes loaded on the host runs its own; another build's returns after \
+                 one lookup) and the probe's lookups, timestamp and ring write{}",
                 label,
                 ratio(m.loop_ratio()),
                 m.overhead_ns(),
                 m.bare_ns(),
                 m.guard_cpu_ns,
                 m.guard_wakeups,
+                if label == targets::UDP {
+                    ", plus the socket lock the kernel takes around a sendmsg hook. perf put \
+                     them at about 10-15% of a loopback `sendto` (one to three builds loaded): \
+                     the floor for one record per datagram, below which only counting allowed \
+                     sends per destination, instead of recording each, would go; the design \
+                     asks for a record of every decision."
+                } else {
+                    "."
+                },
             ));
         }
     }
