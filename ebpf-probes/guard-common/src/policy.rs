@@ -1,8 +1,9 @@
 //! Map keys and values: what the probes enforce for one watched cgroup.
 //!
 //! Everything a probe decides is keyed by the sandbox's cgroup v2 id, so sandboxes with different
-//! profiles never see each other's rules, and a cgroup guard does not know is never touched by
-//! the exec probe (and always denied by the network hooks, which only run below guard's cgroup).
+//! profiles never see each other's rules, and a cgroup these probes do not know is never touched
+//! by them (the network hooks, which only run below guard's cgroup, leave it to the build of the
+//! probes that registered it; see `guard-ebpf/src/net.rs`).
 
 /// Policy flag: write a record for every exec in this cgroup.
 pub const POLICY_REPORT_EXEC: u32 = 1 << 0;

@@ -118,7 +118,7 @@ impl Probes {
 }
 
 /// Opens the map pinned as `dir/name` as the typed map `T`.
-fn open_pinned<T>(dir: &Path, name: &'static str) -> Result<T, EbpfError>
+pub(super) fn open_pinned<T>(dir: &Path, name: &'static str) -> Result<T, EbpfError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
@@ -227,9 +227,8 @@ fn attach_and_pin(
     // ring in the map of maps waits for an RCU grace period (~10 ms), which then overlaps the
     // loading instead of adding to the first sandbox's start. Not needed for correctness (a
     // sandbox fills an empty slot itself), so a failure here is only noted.
-    let rings = staging.join(names::EVENT_RINGS);
     std::thread::scope(|scope| {
-        let prefill = scope.spawn(|| super::ring_pool::prefill_first_slot(&rings));
+        let prefill = scope.spawn(|| super::ring_pool::prefill_first_slot(staging));
         let attached = attach_programs(ebpf, staging, guard_cgroup, vmlinux);
         match prefill.join() {
             Ok(Ok(())) => {}

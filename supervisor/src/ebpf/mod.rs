@@ -148,17 +148,21 @@ pub fn cgroup_id(dir: &Path) -> Result<u64, EbpfError> {
         })
 }
 
-/// A map removal whose entry was already gone counts as done. aya reports a missing key as
-/// `KeyNotFound` for some map types and as an ENOENT syscall error for others (LPM tries,
+/// Whether `err` says the key (or a map-of-maps slot) holds nothing. aya reports a missing key
+/// as `KeyNotFound` for some map types and as an ENOENT syscall error for others (LPM tries,
 /// maps of maps), so both are checked here, once, for every caller.
+pub(crate) fn not_found(err: &aya::maps::MapError) -> bool {
+    match err {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(err) => err.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// A map removal whose entry was already gone counts as done.
 pub(crate) fn removed(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match result {
-        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(err))
-            if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            Ok(())
-        }
+        Err(err) if not_found(&err) => Ok(()),
         other => other,
     }
 }

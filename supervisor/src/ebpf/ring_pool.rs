@@ -18,11 +18,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{ArrayOfMaps, Map, MapData, MapError, RingBuf};
+use aya::maps::{ArrayOfMaps, MapData, RingBuf};
 use guard_common::names;
 
 use super::EbpfError;
-use super::loader::{EventRing, Probes};
+use super::loader::{EventRing, Probes, open_pinned};
 use super::pins;
 
 /// Where the slot lock files of all probe builds live.
@@ -49,7 +49,8 @@ pub fn claim(probes: &mut Probes, owner_cgroup: u64) -> Result<(RingSlot, EventR
                 ring.discard_pending();
                 ring
             }
-            Err(err) if is_empty_slot(&err) => {
+            // An empty slot: this is its first use.
+            Err(err) if super::not_found(&err) => {
                 let ring = EventRing::create(owner_cgroup)?;
                 probes
                     .rings
@@ -72,17 +73,11 @@ pub fn claim(probes: &mut Probes, owner_cgroup: u64) -> Result<(RingSlot, EventR
     Err(EbpfError::NoFreeRingSlot(names::EVENT_RING_SLOTS))
 }
 
-/// Stores a new ring in slot 0 of the `EVENT_RINGS` pinned at `rings_pin`, for probes being
+/// Stores a new ring in slot 0 of the `EVENT_RINGS` pinned in `pin_dir`, for probes being
 /// loaded and not yet visible to any sandbox (so no slot lock is needed).
-pub fn prefill_first_slot(rings_pin: &Path) -> Result<(), EbpfError> {
-    let data = MapData::from_pin(rings_pin).map_err(|source| EbpfError::OpenPin {
-        path: rings_pin.to_path_buf(),
-        source,
-    })?;
-    let name = names::EVENT_RINGS;
-    let map = Map::from_map_data(data).map_err(|source| EbpfError::MapType { name, source })?;
+pub fn prefill_first_slot(pin_dir: &Path) -> Result<(), EbpfError> {
     let mut rings: ArrayOfMaps<MapData, RingBuf<MapData>> =
-        ArrayOfMaps::try_from(map).map_err(|source| EbpfError::MapType { name, source })?;
+        open_pinned(pin_dir, names::EVENT_RINGS)?;
     let ring = EventRing::create(0)?;
     rings
         .set(0, ring.ring(), 0)
@@ -94,13 +89,4 @@ pub fn prefill_first_slot(rings_pin: &Path) -> Result<(), EbpfError> {
 pub fn slot_lock_dir(pin_dir: &Path) -> PathBuf {
     let name = pin_dir.file_name().unwrap_or(pin_dir.as_os_str());
     Path::new(SLOT_LOCK_ROOT).join(name)
-}
-
-/// aya reports a slot without a map as `KeyNotFound` or as ENOENT, depending on the path.
-fn is_empty_slot(err: &MapError) -> bool {
-    match err {
-        MapError::KeyNotFound => true,
-        MapError::SyscallError(err) => err.io_error.raw_os_error() == Some(libc::ENOENT),
-        _ => false,
-    }
 }

@@ -43,8 +43,8 @@ impl Probes {
         ids
     }
 
-    /// Removes every entry of the cgroups `ids`, the policy first: without it the hooks deny
-    /// the cgroup, so no half-removed sandbox is ever allowed anything.
+    /// Removes every entry of the cgroups `ids`, the policy first, so the probes never see a
+    /// policy whose rules are partly gone. The cgroups are gone, so nothing runs in them.
     pub fn forget_sandboxes(&mut self, ids: &BTreeSet<u64>) -> Result<(), EbpfError> {
         let mut first_error = None;
         let mut note = |cgroup_id: u64, result: Result<(), MapError>| {

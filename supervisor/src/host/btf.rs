@@ -404,6 +404,25 @@ mod tests {
     use super::*;
 
     /// A hand-built BTF blob: struct outer { int a; union { int b; struct { int c; int d; }; }; }
+    /// A BTF blob: header (version 1, 24 bytes), then `types`, then `strings`.
+    fn btf_blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            blob.extend_from_slice(&v.to_le_bytes());
+        }
+        blob.extend_from_slice(types);
+        blob.extend_from_slice(strings);
+        blob
+    }
+
     fn sample() -> Vec<u8> {
         let strings = b"\0outer\0a\0b\0c\0d\0int\0";
         let s = |name: &str| -> u32 {
@@ -450,21 +469,7 @@ mod tests {
         push(0);
         push(3);
         push(64);
-        let mut blob = Vec::new();
-        blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
-        blob.extend_from_slice(&[1, 0]);
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            blob.extend_from_slice(&v.to_le_bytes());
-        }
-        blob.extend_from_slice(&types);
-        blob.extend_from_slice(strings);
-        blob
+        btf_blob(&types, strings)
     }
 
     #[test]
@@ -518,20 +523,7 @@ mod tests {
         ] {
             types.extend_from_slice(&v.to_le_bytes());
         }
-        let mut blob = Vec::new();
-        blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
-        blob.extend_from_slice(&[1, 0]);
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            blob.extend_from_slice(&v.to_le_bytes());
-        }
-        blob.extend_from_slice(&types);
-        blob.extend_from_slice(strings);
+        let blob = btf_blob(&types, strings);
         let btf = Btf::parse(&blob).unwrap();
         assert!(matches!(
             btf.offset_of("s", "x"),
