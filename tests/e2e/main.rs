@@ -8,6 +8,7 @@
     reason = "test code panics with context"
 )]
 
+mod attacks;
 mod check;
 mod daemon;
 mod daemon_support;

@@ -9,16 +9,17 @@
 //! modifying right of the ABI (create, remove, truncate, refer, device ioctl); `execute` = read
 //! plus execute.
 
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
 };
 
 use crate::plan::Weakening;
 use crate::plan::landlock::{FsGrant, LandlockPlan, PortRange};
+use crate::sandbox::rule_paths::{RulePathError, open_rule_path};
 
 /// Landlock ABI that added TCP bind/connect rules (Linux 6.7).
 const ABI_NET: u32 = 4;
@@ -82,6 +83,8 @@ pub enum LandlockError {
         #[source]
         source: RulesetError,
     },
+    #[error(transparent)]
+    RulePath(#[from] RulePathError),
     #[error("adding the Landlock rule for TCP port {port}")]
     AddPortRule {
         port: u16,
@@ -103,6 +106,12 @@ pub fn fs_rights(grant: FsGrant, abi: ABI) -> BitFlags<AccessFs> {
         rights |= AccessFs::Execute;
     }
     rights & AccessFs::from_all(abi)
+}
+
+/// Whether an opened rule path is a directory (an fstat failure counts as a file: file
+/// rights are the smaller set).
+fn is_directory(fd: &impl AsFd) -> bool {
+    nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 /// What the host ABI cannot enforce of `plan`.
@@ -174,16 +183,25 @@ pub fn prepare(plan: &LandlockPlan, abi: u32) -> Result<PreparedLandlock, Landlo
     let mut created = ruleset.create().map_err(LandlockError::CreateRuleset)?;
 
     let mut missing_paths = Vec::new();
+    let write_paths: Vec<&Path> = plan
+        .paths
+        .iter()
+        .filter(|rule| rule.grant.write)
+        .map(|rule| rule.path.as_path())
+        .collect();
     for rule in &plan.paths {
-        let Ok(fd) = PathFd::new(&rule.path) else {
+        // Beneath a write path, links the sandbox planted in an earlier run must not redirect
+        // the rule (see `rule_paths`).
+        let Some(fd) = open_rule_path(&rule.path, &write_paths)? else {
             // A path that does not exist grants nothing; the parent directory's rules decide
             // whether it may be created.
             missing_paths.push(rule.path.clone());
             continue;
         };
         let mut rights = fs_rights(rule.grant, abi_level);
-        // Directory-only rights on a file make landlock_add_rule fail with EINVAL.
-        if !rule.path.is_dir() {
+        // Directory-only rights on a file make landlock_add_rule fail with EINVAL. Asked of
+        // the opened fd, not the path, which could have changed since.
+        if !is_directory(&fd) {
             rights &= AccessFs::from_file(abi_level);
         }
         created = created

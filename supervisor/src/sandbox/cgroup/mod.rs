@@ -220,7 +220,7 @@ fn cgroup2_id_of(path: &Path) -> Result<u64, CgroupError> {
 #[cfg(test)]
 mod live_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,76 @@
+//! A second pass as an attacker: techniques tried against guard's own build after the seams
+//! were sealed. Each test shows the technique works bare (or says why it cannot run here),
+//! then runs it under guard and observes the outcome from outside the sandbox.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::{TempDir, guard, require_root, write_profile};
+
+/// A shell profile that may write `work` (and a nested write path `work/target`, as the
+/// shipped build profile has `${CWD}/target`), read the system, and execute system binaries.
+fn nested_write_profile(dir: &TempDir, work: &Path) -> String {
+    write_profile(
+        dir,
+        "nested",
+        &format!(
+            r#"
+name = "nested"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+write = ["{work}", "{work}/target"]
+execute = ["/usr/bin", "/usr/lib"]
+"#,
+            work = work.display()
+        ),
+    )
+}
+
+#[test]
+fn a_symlink_planted_in_a_write_path_does_not_redirect_the_next_runs_rules() {
+    require_root!();
+    let dir = TempDir::new("plant");
+    let work = dir.mkdir("work");
+    let victim = dir.mkdir("victim");
+    let profile = nested_write_profile(&dir, &work);
+
+    // Bare, a symlink redirects whatever opens the path: writing through it lands in victim.
+    std::os::unix::fs::symlink(&victim, work.join("bare-link")).expect("symlink");
+    fs::write(work.join("bare-link/bare"), "x").expect("write through the link");
+    assert!(victim.join("bare").exists(), "bare: the link redirects");
+    fs::remove_file(victim.join("bare")).expect("cleanup");
+
+    // Run 1: the tool replaces the nested write path with a link to the victim directory.
+    // Everything it does is inside its write path, so it is allowed.
+    let plant = format!(
+        "rm -rf {work}/target && ln -s {victim} {work}/target && echo planted",
+        work = work.display(),
+        victim = victim.display()
+    );
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &plant]);
+    assert_eq!(run.code(), 0, "run 1: {run}");
+    assert!(run.stdout.contains("planted"), "{run}");
+
+    // Run 2: the rule for `work/target` must not become a write rule on the victim.
+    let write = format!("echo pwned > {}/target/owned", work.display());
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &write]);
+    assert_eq!(run.code(), 125, "run 2 must be refused: {run}");
+    assert!(
+        run.stderr.contains("target") && run.stderr.contains("resolves outside"),
+        "the refusal names the path and why: {}",
+        run.stderr
+    );
+    assert!(
+        !victim.join("owned").exists(),
+        "nothing was written in the victim directory"
+    );
+
+    // A link that stays inside the write path is still fine.
+    fs::remove_file(work.join("target")).expect("remove planted link");
+    fs::create_dir(work.join("real-target")).expect("mkdir");
+    std::os::unix::fs::symlink("real-target", work.join("target")).expect("symlink");
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &write]);
+    assert_eq!(run.code(), 0, "a link inside the write path works: {run}");
+    assert!(work.join("real-target/owned").exists());
+}
