@@ -74,3 +74,29 @@ fn a_symlink_planted_in_a_write_path_does_not_redirect_the_next_runs_rules() {
     assert_eq!(run.code(), 0, "a link inside the write path works: {run}");
     assert!(work.join("real-target/owned").exists());
 }
+
+#[test]
+fn a_path_spelled_with_dot_dot_is_refused_before_anything_runs() {
+    let dir = TempDir::new("dotdot");
+    let work = dir.mkdir("work");
+    let marker = dir.path().join("ran");
+    // `work/../work` is beneath nothing by its components, but names the write path: refused
+    // so a path cannot hide that it lies beneath a write path.
+    let profile = write_profile(
+        &dir,
+        "dotdot",
+        &format!(
+            "name = \"dotdot\"\nextends = [\"base\"]\n[filesystem]\nread = [\"/usr\"]\nwrite = [\"{}/../work\"]\nexecute = [\"/usr/bin\"]\n",
+            work.display()
+        ),
+    );
+    let touch = format!("touch {}", marker.display());
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &touch]);
+    assert_eq!(run.code(), 125, "{run}");
+    assert!(
+        run.stderr.contains("filesystem.write[0]") && run.stderr.contains("`..`"),
+        "names the key and the problem: {}",
+        run.stderr
+    );
+    assert!(!marker.exists(), "nothing ran");
+}

@@ -60,6 +60,8 @@ pub enum ExpandError {
     Unset(String),
     #[error("${{{var}}} is `{}`, not an absolute path", value.display())]
     NotAbsolute { var: String, value: PathBuf },
+    #[error("`{}` contains `..` after expansion", .0.display())]
+    ParentDir(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -113,6 +115,11 @@ impl Template {
     /// with `/` or with a variable, whose values are checked absolute at expansion).
     pub fn parse_path(s: &str) -> Result<Self, String> {
         let t = Self::parse(s)?;
+        // `..` would let a path be beneath a write path without saying so, which the check
+        // for links planted in write paths (sandbox::rule_paths) compares by components.
+        if s.split('/').any(|component| component == "..") {
+            return Err(format!("`{s}` contains `..`: write the path without it"));
+        }
         match t.pieces.first() {
             Some(Piece::Var(_)) => Ok(t),
             Some(Piece::Text(x)) if x.starts_with('/') => Ok(t),
@@ -147,7 +154,14 @@ impl Template {
 
     /// Substitutes the variables and returns the path.
     pub fn expand_path(&self, ctx: &ExpandContext) -> Result<PathBuf, ExpandError> {
-        self.expand(ctx).map(PathBuf::from)
+        let path = PathBuf::from(self.expand(ctx)?);
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(ExpandError::ParentDir(path));
+        }
+        Ok(path)
     }
 }
 
@@ -202,5 +216,16 @@ mod tests {
         c.tmpdir = "rel".into();
         let t = Template::parse_path("${TMPDIR}").unwrap();
         assert!(matches!(t.expand(&c), Err(ExpandError::NotAbsolute { .. })));
+    }
+
+    #[test]
+    fn parent_components_are_refused() {
+        assert!(Template::parse_path("/tmp/x/../etc").is_err());
+        assert!(Template::parse_path("${CWD}/..").is_err());
+        assert!(Template::parse_path("/tmp/..x/y").is_ok());
+        let mut c = ctx();
+        c.home = Some("/home/u/../root".into());
+        let t = Template::parse_path("${HOME}/.cargo").unwrap();
+        assert!(matches!(t.expand_path(&c), Err(ExpandError::ParentDir(_))));
     }
 }
