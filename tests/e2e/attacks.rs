@@ -100,3 +100,55 @@ fn a_path_spelled_with_dot_dot_is_refused_before_anything_runs() {
     );
     assert!(!marker.exists(), "nothing ran");
 }
+
+/// listen(2) on a socket that was never bound binds an ephemeral port on every address
+/// without bind(2): no bind rule, Landlock bind check or bind hook sees it.
+#[test]
+fn a_profile_without_bind_rules_cannot_open_a_listener_by_autobind() {
+    require_root!();
+    let dir = TempDir::new("autobind");
+    let listen = r#"
+import socket, sys
+s = socket.socket()
+try:
+    s.listen()
+except PermissionError:
+    print("listen refused"); sys.exit(3)
+print("listening", s.getsockname()[1], flush=True)
+"#;
+    // Bare, listen() hands out a port on 0.0.0.0 that accepts connections from outside.
+    let bare = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", listen])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&bare.stdout);
+    assert!(
+        stdout.starts_with("listening"),
+        "bare listen works: {stdout}"
+    );
+
+    let profile = write_profile(
+        &dir,
+        "autobind",
+        r#"
+name = "autobind"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+execute = ["/usr/bin", "/usr/lib"]
+[network]
+connect = ["127.0.0.1:9"]
+"#,
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        listen,
+    ]);
+    assert_eq!(run.code(), 3, "{run}");
+    assert!(run.stdout.contains("listen refused"), "{run}");
+}

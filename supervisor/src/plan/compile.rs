@@ -169,6 +169,13 @@ impl Plan {
             // No network at all: no IP socket may even be created (TCP, UDP, both families).
             deny.push(MARKER_NO_INET.to_owned());
         }
+        if p.network.bind.is_empty() {
+            // No bind rules: no listening socket. listen(2) on an unbound TCP socket binds an
+            // ephemeral port on every address without calling bind(2), so neither Landlock's
+            // bind rules nor the bind hooks see it; a tool could otherwise open a listener
+            // reachable from the network in a profile that grants no bind at all.
+            deny.push("listen".to_owned());
+        }
         if p.network.unix.is_empty() {
             // No unix socket paths allowed: no AF_UNIX socket may be created (socketpair may).
             deny.push(MARKER_NO_UNIX.to_owned());
