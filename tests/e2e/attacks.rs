@@ -152,3 +152,90 @@ connect = ["127.0.0.1:9"]
     assert_eq!(run.code(), 3, "{run}");
     assert!(run.stdout.contains("listen refused"), "{run}");
 }
+
+/// add_key(2) into the caller's user keyring (`KEY_SPEC_USER_KEYRING`), printing the key id.
+const ADD_KEY: &str = r#"
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+key = libc.syscall(248, b"user", sys.argv[1].encode(), b"secret", 6, -4)
+print("key", key, ctypes.get_errno(), flush=True)
+"#;
+
+/// The id of the user-keyring key named `description`, seen from outside (keyctl SEARCH).
+fn find_user_key(description: &str) -> Option<i64> {
+    let search = format!(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         print(libc.syscall(250, 10, -4, b'user', b'{description}', 0))"
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &search])
+        .output()
+        .expect("python3");
+    let id: i64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("keyctl search prints a number");
+    (id > 0).then_some(id)
+}
+
+/// Removes a key the test itself added (keyctl INVALIDATE by id).
+fn invalidate_key(id: i64) {
+    let code = format!("import ctypes\nctypes.CDLL(None).syscall(250, 21, {id})");
+    std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &code])
+        .status()
+        .expect("python3");
+}
+
+/// Kernel keyrings are not namespaced: a key added by the sandbox lands in the host user's
+/// keyring and outlives the run. A profile that leaves out `extends = ["base"]` (the fragment
+/// that lists the keyring syscalls in its deny set) must not get them back.
+#[test]
+fn a_profile_without_base_still_cannot_touch_the_hosts_keyrings() {
+    require_root!();
+    let dir = TempDir::new("keyring");
+    let description = format!("guard-e2e-key-{}", std::process::id());
+
+    // Bare: the key is added and found from another process afterwards.
+    let bare = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", ADD_KEY, &format!("{description}-bare")])
+        .output()
+        .expect("python3");
+    assert!(bare.status.success(), "{bare:?}");
+    let id = find_user_key(&format!("{description}-bare")).expect("bare add_key persists");
+    invalidate_key(id);
+
+    let profile = write_profile(
+        &dir,
+        "nobase",
+        r#"
+name = "nobase"
+[filesystem]
+read = ["/usr", "/etc", "/lib", "/lib64", "/proc/self"]
+execute = ["/usr/bin", "/usr/lib", "/lib64", "/usr/lib64"]
+"#,
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        ADD_KEY,
+        &description,
+    ]);
+    let leaked = find_user_key(&description);
+    if let Some(id) = leaked {
+        invalidate_key(id);
+    }
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(
+        run.stdout.contains("key -1 1"),
+        "add_key fails with EPERM: {run}"
+    );
+    assert_eq!(
+        leaked, None,
+        "no key of the sandbox is left in the host's keyring"
+    );
+}

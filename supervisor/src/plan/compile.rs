@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use super::baseline;
 use super::cgroup::CgroupLimits;
 use super::ebpf::EbpfPolicy;
 use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
@@ -69,6 +70,8 @@ pub enum PlanError {
         #[source]
         source: ExpandError,
     },
+    #[error(transparent)]
+    Baseline(#[from] baseline::BaselineError),
     #[error("process.user: no user `{0}` on this host")]
     UnknownUser(String),
     #[error("process.user: cannot look up `{user}`: {source}")]
@@ -162,6 +165,8 @@ impl Plan {
         // every sandbox gets them, whatever its profile extends.
         let mut deny = p.syscalls.deny.clone();
         deny.extend(BASELINE_MARKERS.iter().map(|m| (*m).to_owned()));
+        // The escape set of the `base` fragment, whether or not the profile extends it.
+        deny.extend(baseline::always_denied()?);
         if p.network.connect.is_empty()
             && p.network.bind.is_empty()
             && !p.network.dns.unwrap_or(false)

@@ -4,6 +4,7 @@
 //! decision here is unit-tested without root. The [`crate::sandbox`] applies a plan; the
 //! [`crate::commands::explain`] command describes one.
 
+mod baseline;
 pub mod cgroup;
 mod compile;
 pub mod ebpf;
