@@ -239,3 +239,145 @@ execute = ["/usr/bin", "/usr/lib", "/lib64", "/usr/lib64"]
         "no key of the sandbox is left in the host's keyring"
     );
 }
+
+/// A root-uid tool owns root's files, and inode flags (`chattr +A`, `+d`) need only ownership:
+/// FS_IOC_SETFLAGS goes through an fd opened read-only, which Landlock's read rule allows.
+#[test]
+fn inode_flags_of_a_readable_file_cannot_be_changed() {
+    require_root!();
+    let dir = TempDir::new("chattr");
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, "hello").expect("write victim");
+    let flags = |path: &Path| -> String {
+        let out = std::process::Command::new("lsattr")
+            .arg(path)
+            .output()
+            .expect("lsattr");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Bare: chattr +A works on this file system (else the test cannot show anything).
+    let bare = std::process::Command::new("chattr")
+        .arg("+A")
+        .arg(&victim)
+        .status()
+        .expect("chattr");
+    if !bare.success() || !flags(&victim).contains('A') {
+        eprintln!(
+            "skipping: chattr +A does not work on {} here",
+            victim.display()
+        );
+        return;
+    }
+    std::process::Command::new("chattr")
+        .arg("-A")
+        .arg(&victim)
+        .status()
+        .expect("chattr");
+    let before = flags(&victim);
+
+    let profile = write_profile(
+        &dir,
+        "chattr",
+        &format!(
+            r#"
+name = "chattr"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{victim}"]
+execute = ["/usr/bin", "/usr/lib"]
+"#,
+            victim = victim.display()
+        ),
+    );
+    let cmd = format!("chattr +A {}; echo status=$?", victim.display());
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &cmd]);
+    assert!(
+        run.stdout.contains("status=1"),
+        "chattr failed inside: {run}"
+    );
+    assert_eq!(
+        flags(&victim),
+        before,
+        "the flags seen from outside are unchanged"
+    );
+}
+
+/// TCP Fast Open connects inside sendto(MSG_FASTOPEN), not connect(2): the connect hooks must
+/// still see it, for IPv4 and for IPv4-mapped IPv6.
+#[test]
+fn tcp_fast_open_to_a_forbidden_address_is_denied() {
+    use std::net::TcpListener;
+    require_root!();
+    let dir = TempDir::new("tfo");
+    let allowed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = allowed.local_addr().expect("addr").port();
+    let Ok(forbidden) = TcpListener::bind(("127.0.0.2", port)) else {
+        eprintln!("skipping: port {port} busy on 127.0.0.2");
+        return;
+    };
+    forbidden.set_nonblocking(true).expect("nonblocking");
+    let tfo = format!(
+        r#"
+import socket, sys
+for family, host in ((socket.AF_INET, "127.0.0.2"), (socket.AF_INET6, "::ffff:127.0.0.2")):
+    s = socket.socket(family)
+    try:
+        s.sendto(b"hello", socket.MSG_FASTOPEN, (host, {port}))
+        print("sent", host, flush=True)
+    except OSError as e:
+        print("refused", host, e.errno, flush=True)
+"#
+    );
+    // Bare: both reach the listener on 127.0.0.2.
+    let bare = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &tfo])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&bare.stdout)
+            .matches("sent")
+            .count(),
+        2,
+        "bare TFO works: {bare:?}"
+    );
+    let mut bare_seen = 0;
+    while forbidden.accept().is_ok() {
+        bare_seen += 1;
+    }
+    assert_eq!(bare_seen, 2, "the listener saw the bare connections");
+
+    let profile = write_profile(
+        &dir,
+        "tfo",
+        &format!(
+            r#"
+name = "tfo"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+execute = ["/usr/bin", "/usr/lib"]
+[network]
+connect = ["127.0.0.1:{port}"]
+"#
+        ),
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &tfo,
+    ]);
+    assert_eq!(run.stdout.matches("refused").count(), 2, "{run}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        forbidden.accept().is_err(),
+        "the forbidden listener saw nothing"
+    );
+}
