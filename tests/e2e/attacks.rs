@@ -381,3 +381,101 @@ connect = ["127.0.0.1:{port}"]
         "the forbidden listener saw nothing"
     );
 }
+
+/// The daemon starts sandboxes outside of its caller's confinement: a sandboxed tool that
+/// reaches its socket must not get a wider profile (or stop, or list, other sandboxes).
+#[test]
+fn a_sandboxed_tool_cannot_ask_the_daemon_for_a_wider_profile() {
+    use crate::daemon_support::{Daemon, shared_guard};
+    require_root!();
+    let outside = TempDir::new("daemon-escape");
+    let wide = format!(
+        "name = \"wide\"\nextends = [\"base\"]\n[filesystem]\nread = [\"/usr\", \"/etc\"]\n\
+         write = [\"{}\"]\nexecute = [\"/usr/bin\", \"/usr/lib\"]\n",
+        outside.path().display()
+    );
+    let daemon = Daemon::start("", &[("wide", &wide)]);
+    let guard_bin = shared_guard();
+    let bin_dir = guard_bin.parent().expect("guard's directory");
+    let escaped = outside.path().join("escaped");
+    let inner = |profile: &str| {
+        vec![
+            guard_bin.display().to_string(),
+            "exec".into(),
+            "--daemon".into(),
+            "--profile".into(),
+            profile.into(),
+            "--".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo pwned > {}", escaped.display()),
+        ]
+    };
+
+    // Bare: the same request from outside any sandbox is served.
+    let bare = daemon.root(
+        &inner("wide")[1..]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(bare.code(), 0, "{bare}");
+    assert!(escaped.exists(), "the daemon served the bare request");
+    fs::remove_file(&escaped).expect("cleanup");
+
+    // The narrow profile may write nothing; it may reach unix sockets (accepting that the
+    // paths are not enforced), which is how a tool finds the daemon's socket.
+    let dir = TempDir::new("daemon-narrow");
+    let narrow = write_profile(
+        &dir,
+        "narrow",
+        &format!(
+            r#"
+name = "narrow"
+extends = ["base"]
+allow_weaker = ["ebpf.unix"]
+[filesystem]
+read = ["/usr", "/etc", "{bin}", "{daemon}"]
+execute = ["/usr/bin", "/usr/lib", "{bin}"]
+[network]
+unix = ["{socket}"]
+[process]
+env = {{ keep = ["PATH"], set = {{ GUARD_SOCKET = "{socket}" }} }}
+"#,
+            bin = bin_dir.display(),
+            daemon = daemon.dir.path().display(),
+            socket = daemon.socket.display()
+        ),
+    );
+    let mut args = vec!["exec", "--profile", &narrow, "--"];
+    let inner = inner("wide");
+    args.extend(inner.iter().map(String::as_str));
+    let run = guard(&args);
+    assert_eq!(run.code(), 125, "{run}");
+    assert!(
+        run.stderr.contains("inside guard sandbox"),
+        "the refusal says why: {}",
+        run.stderr
+    );
+    assert!(!escaped.exists(), "nothing ran under the wider profile");
+    let refusals: Vec<_> = daemon
+        .audit()
+        .into_iter()
+        .filter(|r| r["verdict"] == "deny" && r["event"] == "violation")
+        .collect();
+    assert_eq!(refusals.len(), 1, "one refusal record: {refusals:?}");
+    assert!(
+        refusals[0]["detail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("inside guard sandbox")),
+        "{refusals:?}"
+    );
+
+    // `guard status` from inside is refused as well.
+    let status = [guard_bin.display().to_string(), "status".into()];
+    let mut args = vec!["exec", "--profile", &narrow, "--"];
+    args.extend(status.iter().map(String::as_str));
+    let run = guard(&args);
+    assert_ne!(run.code(), 0, "{run}");
+    assert!(run.stderr.contains("inside guard sandbox"), "{run}");
+}

@@ -24,6 +24,7 @@ pub mod orphans;
 pub mod probes;
 pub mod protocol;
 pub mod registry;
+pub mod sandboxed;
 pub mod server;
 pub mod wire;
 pub mod worker;

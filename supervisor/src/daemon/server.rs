@@ -29,6 +29,7 @@ use super::config::{self, DaemonConfig, SystemNames};
 use super::evidence::{self, ViolationCounts};
 use super::protocol::{self, ExecRequest, ProtocolError, Request, Response};
 use super::registry::{self, Entry, Registry};
+use super::sandboxed;
 use super::wire::{self, FrameReader};
 use super::worker::{self, Job};
 use crate::sandbox::launch::error_chain;
@@ -188,6 +189,26 @@ impl Daemon {
             let err = ProtocolError::Descriptors(fds.len(), 0);
             return self.bad_frame(&stream, &caller, &err).await;
         }
+        // Read first, so the client hears the refusal. A sandboxed tool must not get a sandbox (or a stop, or the list) from outside its own.
+        match sandboxed::caller_sandbox(stream.as_fd(), caller.pid) {
+            Ok(None) => {}
+            Ok(Some(sandbox)) => {
+                let message = format!(
+                    "{} (pid {}) runs inside guard sandbox {sandbox}: sandboxed processes may not use the guard daemon",
+                    caller.describe(),
+                    caller.pid
+                );
+                return self.refuse_sandboxed(&stream, &caller, message).await;
+            }
+            Err(err) => {
+                let message = format!(
+                    "cannot tell whether {} runs inside a guard sandbox: {}",
+                    caller.describe(),
+                    error_chain(&err)
+                );
+                return self.refuse_sandboxed(&stream, &caller, message).await;
+            }
+        }
         match request {
             Request::Exec(exec) => self.exec(stream, reader, caller, exec, fds).await,
             Request::Status => {
@@ -209,6 +230,20 @@ impl Daemon {
                 let _ = wire::send(&stream, &Response::Refused { message }).await;
             }
         }
+    }
+
+    /// Refuses every request of a connection from inside a sandbox (or whose origin cannot be
+    /// established), with an audit record.
+    async fn refuse_sandboxed(&self, stream: &UnixStream, caller: &Caller, message: String) {
+        warn!("refused: {message}");
+        let log = self.config.borrow().audit_log.clone();
+        if let Err(err) = evidence::record_refusal(&log, caller, "", &[], &message) {
+            error!(
+                "writing the refusal to the audit log: {}",
+                error_chain(&err)
+            );
+        }
+        let _ = wire::send(stream, &Response::Refused { message }).await;
     }
 
     /// A frame that could not be read or decoded: logged, answered if the peer still listens,
