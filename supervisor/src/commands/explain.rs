@@ -236,6 +236,12 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             "  no network at all: seccomp refuses to create IPv4/IPv6 sockets (EPERM), so no TCP or UDP packet can leave"
         );
     }
+    if plan.seccomp.deny.iter().any(|d| d == "listen") {
+        say!(
+            o,
+            "  no network.bind rules: seccomp refuses listen(2) (EPERM), which would otherwise take a port on every address for a never-bound socket"
+        );
+    }
     if host.bpf.cgroup_sock_addr.is_available() && has_cgroup2(host) {
         say!(
             o,
@@ -343,6 +349,10 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
 
     say!(o, "syscalls");
     say!(o, "  denied: {}", list(&plan.seccomp.deny));
+    say!(
+        o,
+        "  the base fragment's deny set is part of every profile, whether or not it extends base"
+    );
     let act = match plan.seccomp.action {
         SeccompAction::Errno => "the syscall fails with EPERM",
         SeccompAction::Kill => "the process is killed (SIGSYS)",
