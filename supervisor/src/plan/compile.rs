@@ -163,8 +163,7 @@ impl Plan {
         // The argument-filtered rules (TIOCSTI/TIOCLINUX injection into the terminal, user
         // namespaces through clone) close known escapes and cost nothing to legitimate tools, so
         // every sandbox gets them, whatever its profile extends.
-        let mut deny = p.syscalls.deny.clone();
-        deny.extend(BASELINE_MARKERS.iter().map(|m| (*m).to_owned()));
+        let mut deny: Vec<String> = BASELINE_MARKERS.iter().map(|m| (*m).to_owned()).collect();
         // The escape set of the `base` fragment, whether or not the profile extends it.
         deny.extend(baseline::always_denied()?);
         if p.network.connect.is_empty()
@@ -185,10 +184,18 @@ impl Plan {
             // No unix socket paths allowed: no AF_UNIX socket may be created (socketpair may).
             deny.push(MARKER_NO_UNIX.to_owned());
         }
+        // Everything above is the always-on baseline; the profile's own entries come last and
+        // are the only ones `syscalls.action` may weaken.
+        let mut baseline = deny.clone();
+        baseline.sort();
+        baseline.dedup();
+        deny.extend(p.syscalls.deny.iter().cloned());
         deny.sort();
         deny.dedup();
         let seccomp = SeccompPlan {
             deny,
+            baseline,
+            audit,
             // Audit mode records instead of denying; for seccomp that is the kernel's log action.
             action: if audit {
                 SeccompAction::Log

@@ -40,7 +40,14 @@ pub const BASELINE_MARKERS: &[&str] = &[
     MARKER_TIOCLINUX,
     MARKER_USERNS,
     MARKER_NO_SETID_BITS,
+    MARKER_PROCESS_REACH,
 ];
+
+/// Marker: syscalls that act on another process by pid (`prlimit64`, `sched_set*`,
+/// `setpriority`, `ioprio_set`, `migrate_pages`, `move_pages`, ...) work only on the caller
+/// itself; `kcmp`, `process_madvise` and `process_mrelease` are refused outright. See the
+/// sandbox layer's `seccomp_reach` module for the per-syscall table.
+pub const MARKER_PROCESS_REACH: &str = "pid:other-process";
 
 /// Marker: deny `socket(AF_INET, ...)` and `socket(AF_INET6, ...)`. The plan compiler adds it to
 /// profiles that allow no network at all (`network.connect`, `bind` empty and `dns = false`):
@@ -60,6 +67,7 @@ pub const MARKERS: &[&str] = &[
     MARKER_TIOCLINUX,
     MARKER_USERNS,
     MARKER_NO_SETID_BITS,
+    MARKER_PROCESS_REACH,
     MARKER_NO_INET,
     MARKER_NO_UNIX,
 ];

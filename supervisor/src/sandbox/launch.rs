@@ -133,7 +133,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         plan.seccomp.clone()
     } else {
         crate::plan::SeccompPlan {
-            action: crate::plan::seccomp::SeccompAction::Log,
+            audit: true,
             ..plan.seccomp.clone()
         }
     };

@@ -11,6 +11,10 @@
 //! - the markers of [`crate::plan::seccomp_groups`] add argument-filtered rules:
 //!   `ioctl(fd, TIOCSTI)`, `ioctl(fd, TIOCLINUX)`, and user-namespace creation through `clone`,
 //!   `clone3` and `unshare`;
+//! - the process-reach rules of `reach`: syscalls that act on another process by pid
+//!   work only on the caller itself (pid 0);
+//! - the always-on baseline keeps EPERM (or kill) whatever `syscalls.action` says; only the
+//!   profile's own entries take a `log` action, and only audit mode logs the baseline;
 //! - syscalls of any architecture but the native one (on x86_64: i386 through `int 0x80` and x32
 //!   through the x32 syscall bit) kill the process, or are logged under the log action. The deny
 //!   list is written in native syscall numbers, so a foreign-ABI syscall would slip past it; we
@@ -31,9 +35,11 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::plan::seccomp::{SeccompAction, SeccompPlan};
 use crate::plan::seccomp_groups::{
-    self, MARKER_NO_INET, MARKER_NO_SETID_BITS, MARKER_NO_UNIX, MARKER_TIOCLINUX, MARKER_TIOCSTI,
-    MARKER_USERNS, UnknownGroup,
+    self, MARKER_NO_INET, MARKER_NO_SETID_BITS, MARKER_NO_UNIX, MARKER_PROCESS_REACH,
+    MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
 };
+
+mod reach;
 
 /// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
@@ -118,14 +124,27 @@ pub enum SeccompError {
 /// See [`SeccompError`]; each variant names the step that failed.
 pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
     let deny = seccomp_groups::expand(&plan.deny).map_err(SeccompError::ExpandGroups)?;
-    let action = match plan.action {
+    let baseline = seccomp_groups::expand(&plan.baseline).map_err(SeccompError::ExpandGroups)?;
+    let scmp = |action: SeccompAction| match action {
         SeccompAction::Errno => ScmpAction::Errno(libc::EPERM),
         SeccompAction::Kill => ScmpAction::KillProcess,
         SeccompAction::Log => ScmpAction::Log,
     };
-    // Under the log action nothing is denied, so a foreign-ABI syscall bypasses nothing: log it
-    // like the rest instead of killing a process that audit mode promised to let run.
-    let bad_arch = match plan.action {
+    let baseline_action = plan.baseline_action();
+    let profile_action = scmp(plan.profile_action());
+    // The always-on rules never take the profile's action when it is weaker (see
+    // `SeccompPlan::baseline_action`).
+    let action_for = |name: &str| {
+        if baseline.iter().any(|b| b == name) {
+            scmp(baseline_action)
+        } else {
+            profile_action
+        }
+    };
+    // Under the log action of audit mode nothing is denied, so a foreign-ABI syscall bypasses
+    // nothing: log it like the rest instead of killing a process that audit mode promised to let
+    // run. A profile's own `log` does not weaken this: it belongs to the baseline.
+    let bad_arch = match baseline_action {
         SeccompAction::Log => ScmpAction::Log,
         SeccompAction::Errno | SeccompAction::Kill => ScmpAction::KillProcess,
     };
@@ -148,7 +167,7 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
             continue;
         };
         filter
-            .add_rule(action, syscall)
+            .add_rule(action_for(name), syscall)
             .map_err(|source| SeccompError::AddDenyRule {
                 name: name.clone(),
                 source,
@@ -160,6 +179,7 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
     // rule with a different action for it.
     let covered = |syscall: &str| unconditional.contains(&syscall);
     for marker in markers {
+        let action = action_for(marker);
         match marker {
             MARKER_TIOCSTI if !covered("ioctl") => {
                 add_ioctl_rule(&mut filter, action, libc::TIOCSTI)?;
@@ -175,6 +195,9 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
                 add_socket_family_rules(&mut filter, action, &[libc::AF_UNIX])?;
             }
             MARKER_NO_SETID_BITS => add_no_setid_rules(&mut filter, action, &covered)?,
+            MARKER_PROCESS_REACH => {
+                reach::add_process_reach_rules(&mut filter, action, &covered)?;
+            }
             _ => {}
         }
     }
@@ -216,7 +239,7 @@ fn resolve(name: &str) -> Result<Option<ScmpSyscall>, SeccompError> {
     Ok(Some(syscall))
 }
 
-fn native(name: &'static str) -> Result<ScmpSyscall, SeccompError> {
+pub(crate) fn native(name: &'static str) -> Result<ScmpSyscall, SeccompError> {
     ScmpSyscall::from_name_by_arch(name, ScmpArch::Native).map_err(|source| {
         SeccompError::ResolveSyscall {
             name: name.to_owned(),

@@ -20,6 +20,8 @@ fn plan(deny: &[&str], action: SeccompAction) -> SeccompPlan {
     SeccompPlan {
         deny: deny.iter().map(|s| (*s).to_owned()).collect(),
         action,
+        baseline: Vec::new(),
+        audit: false,
     }
 }
 
@@ -393,4 +395,115 @@ fn x32_syscalls_kill_the_process() {
         libc::syscall(libc::SYS_getpid | X32_SYSCALL_BIT)
     });
     assert_killed_by_sigsys(status, "x32 getpid");
+}
+
+// ---- process reach and the baseline's action ----
+
+fn baseline_plan(baseline: &[&str], action: SeccompAction) -> SeccompPlan {
+    SeccompPlan {
+        baseline: baseline.iter().map(|s| (*s).to_owned()).collect(),
+        ..plan(baseline, action)
+    }
+}
+
+fn prlimit_nofile(pid: libc::pid_t) -> libc::c_long {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: raw prlimit64 reading (not setting) a limit into a valid struct.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            pid,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null::<libc::rlimit>(),
+            &raw mut old,
+        )
+    }
+}
+
+#[test]
+fn prlimit64_works_on_self_and_is_refused_on_another_process() {
+    use crate::plan::seccomp_groups::MARKER_PROCESS_REACH;
+    let filter = compile(&baseline_plan(
+        &[MARKER_PROCESS_REACH],
+        SeccompAction::Errno,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let parent = std::process::id().cast_signed();
+    // Bare, the child may read its parent's limits.
+    let bare = in_child(|| outcome(prlimit_nofile(parent)));
+    assert_exit(bare, SUCCEEDED, "bare prlimit64(parent)");
+    let own = errno_in_filtered_child(&filter, || prlimit_nofile(0));
+    assert_exit(own, SUCCEEDED, "prlimit64(0)");
+    let other = errno_in_filtered_child(&filter, || prlimit_nofile(parent));
+    assert_exit(other, libc::EPERM, "prlimit64(parent)");
+}
+
+#[test]
+fn setpriority_on_the_user_or_another_process_is_refused() {
+    use crate::plan::seccomp_groups::MARKER_PROCESS_REACH;
+    let filter = compile(&baseline_plan(
+        &[MARKER_PROCESS_REACH],
+        SeccompAction::Errno,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let parent = std::process::id();
+    // The current nice value: were the filter to let a call through, it would change nothing.
+    // SAFETY: getpriority with integer arguments.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    // SAFETY: raw setpriority calls with integer arguments.
+    let own = errno_in_filtered_child(&filter, || unsafe {
+        libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice)
+    });
+    assert_exit(own, SUCCEEDED, "setpriority(PRIO_PROCESS, 0)");
+    let other = errno_in_filtered_child(&filter, || unsafe {
+        libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, parent, nice)
+    });
+    assert_exit(other, libc::EPERM, "setpriority(PRIO_PROCESS, parent)");
+    let user = errno_in_filtered_child(&filter, || unsafe {
+        libc::syscall(libc::SYS_setpriority, libc::PRIO_USER, 0, nice)
+    });
+    assert_exit(user, libc::EPERM, "setpriority(PRIO_USER, 0)");
+}
+
+#[test]
+fn profile_log_action_does_not_weaken_the_baseline() {
+    use crate::plan::seccomp_groups::MARKER_USERNS;
+    // The baseline (user namespaces) and a profile entry (getppid) under `syscalls.action = log`.
+    let mut p = baseline_plan(&[MARKER_USERNS], SeccompAction::Log);
+    p.deny.push("getppid".to_owned());
+    let filter = compile(&p).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: unshare and getppid with integer arguments, in a throwaway child.
+    let userns = errno_in_filtered_child(&filter, || unsafe {
+        libc::unshare(libc::CLONE_NEWUSER).into()
+    });
+    assert_exit(
+        userns,
+        libc::EPERM,
+        "unshare(CLONE_NEWUSER) under a log profile",
+    );
+    let logged = errno_in_filtered_child(&filter, || unsafe { libc::getppid().into() });
+    assert_exit(logged, SUCCEEDED, "profile's own entry is only logged");
+    // Audit mode logs the baseline as well: the same call goes through, if the host allows it.
+    p.audit = true;
+    let audit = compile(&p).unwrap_or_else(|e| panic!("{e}"));
+    let bare = in_child(|| outcome(unsafe { libc::unshare(libc::CLONE_NEWUSER).into() }));
+    if bare != WaitStatus::Exited(bare_pid(bare), SUCCEEDED) {
+        eprintln!("skipping the audit half: unshare(CLONE_NEWUSER) fails bare here ({bare:?})");
+        return;
+    }
+    let userns = errno_in_filtered_child(&audit, || unsafe {
+        libc::unshare(libc::CLONE_NEWUSER).into()
+    });
+    assert_exit(
+        userns,
+        SUCCEEDED,
+        "unshare(CLONE_NEWUSER) in audit mode is only logged",
+    );
+}
+
+fn bare_pid(status: WaitStatus) -> nix::unistd::Pid {
+    status.pid().unwrap_or(nix::unistd::Pid::from_raw(0))
 }
