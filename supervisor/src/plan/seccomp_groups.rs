@@ -41,7 +41,12 @@ pub const BASELINE_MARKERS: &[&str] = &[
     MARKER_USERNS,
     MARKER_NO_SETID_BITS,
     MARKER_PROCESS_REACH,
+    MARKER_SOCKETS,
 ];
+
+/// Marker: the socket allowlist (only the families, types and protocols guard's hooks police;
+/// no `setsockopt` that changes where a packet goes). See the sandbox layer's `sockets` module.
+pub const MARKER_SOCKETS: &str = "socket:allowlist";
 
 /// Marker: syscalls that act on another process by pid (`prlimit64`, `sched_set*`,
 /// `setpriority`, `ioprio_set`, `migrate_pages`, `move_pages`, ...) work only on the caller
@@ -49,7 +54,7 @@ pub const BASELINE_MARKERS: &[&str] = &[
 /// sandbox layer's `seccomp_reach` module for the per-syscall table.
 pub const MARKER_PROCESS_REACH: &str = "pid:other-process";
 
-/// Marker: deny `socket(AF_INET, ...)` and `socket(AF_INET6, ...)`. The plan compiler adds it to
+/// Marker: deny `socket(AF_INET, ...)`, `socket(AF_INET6, ...)` and `socket(AF_NETLINK, ...)`. The plan compiler adds it to
 /// profiles that allow no network at all (`network.connect`, `bind` empty and `dns = false`):
 /// then no IP socket may exist, which closes TCP, UDP and raw IP in both families in one rule,
 /// independent of the eBPF hooks.
@@ -68,6 +73,7 @@ pub const MARKERS: &[&str] = &[
     MARKER_USERNS,
     MARKER_NO_SETID_BITS,
     MARKER_PROCESS_REACH,
+    MARKER_SOCKETS,
     MARKER_NO_INET,
     MARKER_NO_UNIX,
 ];

@@ -13,6 +13,7 @@
 //!   `clone3` and `unshare`;
 //! - the process-reach rules of `reach`: syscalls that act on another process by pid
 //!   work only on the caller itself (pid 0);
+//! - the socket allowlist of `sockets` (families, types, protocols, routing socket options);
 //! - the always-on baseline keeps EPERM (or kill) whatever `syscalls.action` says; only the
 //!   profile's own entries take a `log` action, and only audit mode logs the baseline;
 //! - syscalls of any architecture but the native one (on x86_64: i386 through `int 0x80` and x32
@@ -36,10 +37,11 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 use crate::plan::seccomp::{SeccompAction, SeccompPlan};
 use crate::plan::seccomp_groups::{
     self, MARKER_NO_INET, MARKER_NO_SETID_BITS, MARKER_NO_UNIX, MARKER_PROCESS_REACH,
-    MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
+    MARKER_SOCKETS, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
 };
 
 mod reach;
+mod sockets;
 
 /// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
@@ -189,12 +191,18 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
             }
             MARKER_USERNS => add_userns_rules(&mut filter, action, &covered)?,
             MARKER_NO_INET if !covered("socket") => {
-                add_socket_family_rules(&mut filter, action, &[libc::AF_INET, libc::AF_INET6])?;
+                // Without network rules no resolver runs either: no netlink socket.
+                add_socket_family_rules(
+                    &mut filter,
+                    action,
+                    &[libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK],
+                )?;
             }
             MARKER_NO_UNIX if !covered("socket") => {
                 add_socket_family_rules(&mut filter, action, &[libc::AF_UNIX])?;
             }
             MARKER_NO_SETID_BITS => add_no_setid_rules(&mut filter, action, &covered)?,
+            MARKER_SOCKETS => sockets::add_socket_allowlist_rules(&mut filter, action, &covered)?,
             MARKER_PROCESS_REACH => {
                 reach::add_process_reach_rules(&mut filter, action, &covered)?;
             }

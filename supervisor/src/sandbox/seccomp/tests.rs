@@ -507,3 +507,121 @@ fn profile_log_action_does_not_weaken_the_baseline() {
 fn bare_pid(status: WaitStatus) -> nix::unistd::Pid {
     status.pid().unwrap_or(nix::unistd::Pid::from_raw(0))
 }
+
+fn socket_errno(filter: &CompiledSeccomp, domain: i32, ty: i32, proto: i32) -> WaitStatus {
+    // SAFETY: socket with integer arguments in a throwaway child; the fd dies with it.
+    errno_in_filtered_child(filter, || unsafe { libc::socket(domain, ty, proto).into() })
+}
+
+#[test]
+fn only_policed_sockets_can_be_created() {
+    use crate::plan::seccomp_groups::MARKER_SOCKETS;
+    let filter = compile(&baseline_plan(&[MARKER_SOCKETS], SeccompAction::Errno))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    for (what, domain, ty, proto) in [
+        ("tcp", libc::AF_INET, libc::SOCK_STREAM | flags, 0),
+        ("tcp6", libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP),
+        (
+            "udp",
+            libc::AF_INET,
+            libc::SOCK_DGRAM | flags,
+            libc::IPPROTO_UDP,
+        ),
+        (
+            "netlink route",
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_ROUTE,
+        ),
+        ("unix", libc::AF_UNIX, libc::SOCK_STREAM, 0),
+    ] {
+        assert_exit(socket_errno(&filter, domain, ty, proto), SUCCEEDED, what);
+    }
+    for (what, domain, ty, proto) in [
+        ("icmp", libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+        (
+            "icmpv6",
+            libc::AF_INET6,
+            libc::SOCK_DGRAM | flags,
+            libc::IPPROTO_ICMPV6,
+        ),
+        ("raw", libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP),
+        (
+            "udplite",
+            libc::AF_INET,
+            libc::SOCK_DGRAM,
+            libc::IPPROTO_UDPLITE,
+        ),
+        ("sctp", libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP),
+        (
+            "mptcp",
+            libc::AF_INET,
+            libc::SOCK_STREAM,
+            libc::IPPROTO_MPTCP,
+        ),
+        ("packet", libc::AF_PACKET, libc::SOCK_RAW, 0),
+        ("vsock", libc::AF_VSOCK, libc::SOCK_STREAM, 0),
+        (
+            "sock_diag",
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_SOCK_DIAG,
+        ),
+        ("family 200", 200, libc::SOCK_STREAM, 0),
+    ] {
+        assert_exit(socket_errno(&filter, domain, ty, proto), libc::EPERM, what);
+    }
+    // High bits above the kernel's int do not hide a refused protocol.
+    let hidden = errno_in_filtered_child(&filter, || unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_INET,
+            libc::SOCK_DGRAM,
+            (1_i64 << 32) | i64::from(libc::IPPROTO_ICMP),
+        )
+    });
+    assert_exit(hidden, libc::EPERM, "icmp with high bits");
+}
+
+#[test]
+fn routing_socket_options_are_refused() {
+    use crate::plan::seccomp_groups::MARKER_SOCKETS;
+    let filter = compile(&baseline_plan(&[MARKER_SOCKETS], SeccompAction::Errno))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let probe = |level: i32, name: i32| {
+        errno_in_filtered_child(&filter, move || {
+            // SAFETY: socket and setsockopt with a valid one-int option buffer.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0);
+                if fd < 0 {
+                    return -1;
+                }
+                let one: libc::c_int = 1;
+                libc::setsockopt(
+                    fd,
+                    level,
+                    name,
+                    (&raw const one).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+                .into()
+            }
+        })
+    };
+    assert_exit(
+        probe(libc::SOL_IPV6, libc::IPV6_RTHDR),
+        libc::EPERM,
+        "IPV6_RTHDR",
+    );
+    assert_exit(
+        probe(libc::SOL_SOCKET, libc::SO_BINDTODEVICE),
+        libc::EPERM,
+        "SO_BINDTODEVICE",
+    );
+    assert_exit(
+        probe(libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        SUCCEEDED,
+        "SO_REUSEADDR",
+    );
+}
