@@ -353,14 +353,24 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  the base fragment's deny set is part of every profile, whether or not it extends base"
     );
-    let act = match plan.seccomp.action {
+    let act = |a: SeccompAction| match a {
         SeccompAction::Errno => "the syscall fails with EPERM",
         SeccompAction::Kill => "the process is killed (SIGSYS)",
         SeccompAction::Log => "allowed and logged by the kernel",
     };
     say!(
         o,
-        "  enforced by seccomp (libseccomp, groups expanded for this architecture): {act}"
+        "  enforced by seccomp (libseccomp, groups expanded for this architecture): the profile's own syscalls.deny entries: {}; the always-on baseline (base deny set, user namespaces, TIOCSTI/TIOCLINUX, setuid bits, process reach, sockets): {} (a profile's `log` never weakens it; only audit mode logs it)",
+        act(plan.seccomp.profile_action()),
+        act(plan.seccomp.baseline_action())
+    );
+    say!(
+        o,
+        "  process reach: prlimit64, sched_setaffinity/setscheduler/setparam/setattr, migrate_pages, move_pages and get_robust_list work only on the caller (pid 0); setpriority/ioprio_set only on the caller's own process; kcmp, process_madvise, process_mrelease refused; ptrace, process_vm_*, pidfd_getfd, perf_event_open are in the base deny set; signals (kill, tgkill, pidfd_send_signal, rt_sigqueueinfo) are confined by Landlock's signal scope"
+    );
+    say!(
+        o,
+        "  sockets: only AF_INET/AF_INET6 TCP or UDP (no ICMP/ping, raw, UDP-Lite, SCTP, MPTCP), AF_NETLINK NETLINK_ROUTE (resolvers) and AF_UNIX can be created, and the profile narrows that further; packet, vsock and every other family fail with EPERM. setsockopt of IP_OPTIONS, IP_RETOPTS, IP_TRANSPARENT, IP_UNICAST_IF, the IPv6 routing/hop-by-hop/destination option headers (and their RFC 2292 forms), IPV6_PKTINFO, IPV6_TRANSPARENT, IPV6_UNICAST_IF, SO_BINDTODEVICE, SO_BINDTOIFINDEX and SO_MARK fails with EPERM. Seccomp cannot read sendmsg control messages: an IPV6_RTHDR or IP_RETOPTS cmsg is left to the eBPF egress packet backstop"
     );
     say!(o);
 
@@ -451,7 +461,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     }
     say!(
         o,
-        "  files:   always EACCES (Landlock); syscalls: per syscalls.action"
+        "  files:   always EACCES (Landlock); syscalls: the profile's own entries per syscalls.action, the baseline always EPERM (or kill)"
     );
     say!(o);
 
