@@ -1,0 +1,167 @@
+//! Issue 11 seams, seccomp side: sockets the hooks do not police, reach into processes outside
+//! the sandbox, and a profile `log` action that must not weaken the always-on baseline. Each
+//! test runs the technique bare first, then under guard, and looks at the outcome from outside.
+
+use std::fs;
+use std::process::{Command, Stdio};
+
+use crate::support::{TempDir, guard, require_root, write_profile};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A profile that runs python3 with network rules (so IP sockets are allowed at all) and
+/// `syscalls.action` set to `action`.
+fn python_profile(dir: &TempDir, action: &str) -> String {
+    write_profile(
+        dir,
+        "py",
+        &format!(
+            r#"
+name = "py"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+execute = ["/usr/bin", "/usr/lib"]
+[network]
+connect = ["127.0.0.1:9"]
+[syscalls]
+action = "{action}"
+"#
+        ),
+    )
+}
+
+/// Creates each socket kind and prints `name=ok` or `name=<errno>`.
+const SOCKETS: &str = r#"
+import socket, errno
+kinds = {
+  "icmp": (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP),
+  "icmp6": (socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6),
+  "vsock": (40, socket.SOCK_STREAM, 0),
+  "sock_diag": (16, socket.SOCK_RAW, 4),
+  "packet": (17, socket.SOCK_RAW, 0),
+  "tcp": (socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0),
+}
+for name, (f, t, p) in kinds.items():
+    try:
+        socket.socket(f, t, p).close(); print(f"{name}=ok")
+    except OSError as e:
+        print(f"{name}={errno.errorcode.get(e.errno, e.errno)}")
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+try:
+    # A one-segment IPv6 segment routing header (type 4) naming ::1: valid, needs no capability.
+    srh = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "::1")
+    s.setsockopt(socket.IPPROTO_IPV6, 57, srh); print("rthdr=ok")
+except OSError as e:
+    print(f"rthdr={errno.errorcode.get(e.errno, e.errno)}")
+"#;
+
+fn outcome<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or("missing")
+}
+
+#[test]
+fn only_tcp_udp_netlink_route_and_unix_sockets_can_be_created() {
+    require_root!();
+    let dir = TempDir::new("sockets");
+    let profile = python_profile(&dir, "errno");
+    let bare = Command::new(PYTHON)
+        .args(["-c", SOCKETS])
+        .output()
+        .expect("python3");
+    let bare = String::from_utf8_lossy(&bare.stdout).into_owned();
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", SOCKETS]);
+    assert_eq!(run.code(), 0, "{run}");
+    for name in ["icmp", "icmp6", "vsock", "sock_diag", "packet", "rthdr"] {
+        if outcome(&bare, name) == "ok" {
+            assert_eq!(
+                outcome(&run.stdout, name),
+                "EPERM",
+                "{name} under guard: {run}"
+            );
+        } else {
+            eprintln!(
+                "skipping {name}: fails bare here ({})",
+                outcome(&bare, name)
+            );
+        }
+    }
+    assert_eq!(outcome(&run.stdout, "tcp"), "ok", "TCP still works: {run}");
+}
+
+#[test]
+fn prlimit64_cannot_touch_a_process_outside_the_sandbox() {
+    require_root!();
+    let dir = TempDir::new("prlimit");
+    let profile = python_profile(&dir, "errno");
+    let mut victim = Command::new("/bin/sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("victim");
+    let pid = victim.id();
+    let limits = || fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let nofile = |l: &str| {
+        l.lines()
+            .find(|l| l.starts_with("Max open files"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let set = |n: u32| {
+        format!(
+            "import resource; resource.prlimit({pid}, resource.RLIMIT_NOFILE, ({n}, {n})); print('set')"
+        )
+    };
+
+    // Bare: it works, seen in the victim's /proc limits.
+    let bare = Command::new(PYTHON)
+        .args(["-c", &set(77)])
+        .output()
+        .expect("python3");
+    assert!(bare.status.success(), "bare prlimit: {bare:?}");
+    assert!(
+        nofile(&limits()).contains("77"),
+        "bare changed it: {}",
+        limits()
+    );
+
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", &set(33)]);
+    assert_ne!(run.code(), 0, "{run}");
+    assert!(
+        run.stderr.contains("PermissionError") || run.stderr.contains("Operation not permitted"),
+        "{run}"
+    );
+    assert!(
+        nofile(&limits()).contains("77"),
+        "victim untouched: {}",
+        limits()
+    );
+    assert!(victim.try_wait().expect("wait").is_none(), "victim alive");
+    // The tool's own limits still work (setrlimit is prlimit64 on pid 0).
+    let own = "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (50, 50)); print('own')";
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", own]);
+    assert!(run.stdout.contains("own"), "{run}");
+    victim.kill().expect("kill victim");
+    victim.wait().expect("reap victim");
+}
+
+#[test]
+fn a_log_action_does_not_weaken_the_user_namespace_rule() {
+    require_root!();
+    let dir = TempDir::new("logaction");
+    let profile = python_profile(&dir, "log");
+    let probe = "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.unshare(0x10000000)\nprint('userns=ok' if r == 0 else 'userns=' + errno.errorcode[ctypes.get_errno()])";
+    let bare = Command::new(PYTHON)
+        .args(["-c", probe])
+        .output()
+        .expect("python3");
+    let bare = String::from_utf8_lossy(&bare.stdout).into_owned();
+    if outcome(&bare, "userns") != "ok" {
+        eprintln!("skipping: unshare(CLONE_NEWUSER) fails bare here: {bare}");
+        return;
+    }
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", probe]);
+    assert_eq!(outcome(&run.stdout, "userns"), "EPERM", "{run}");
+}
