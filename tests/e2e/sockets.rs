@@ -165,3 +165,84 @@ fn a_log_action_does_not_weaken_the_user_namespace_rule() {
     let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", probe]);
     assert_eq!(outcome(&run.stdout, "userns"), "EPERM", "{run}");
 }
+
+/// Sends an ICMP echo through an unprivileged ping socket and prints whether the reply came.
+const PING: &str = r#"
+import socket, errno
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.settimeout(2)
+    s.sendto(bytes([8, 0, 0, 0, 0, 1, 0, 1]) + b"guard", ("127.0.0.1", 0))
+    data, _ = s.recvfrom(64)
+    print("ping=reply" if b"guard" in data else "ping=noreply")
+except OSError as e:
+    print(f"ping={errno.errorcode.get(e.errno, e.errno)}")
+"#;
+
+/// Removes the network namespace when the test ends, pass or fail.
+struct NetNs(String);
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn icmp_echo_sockets_are_refused() {
+    require_root!();
+    // The host's ping_group_range may exclude root; in a namespace of our own we widen it, so
+    // the bare run shows the echo socket really delivers (the loopback reply comes back).
+    let name = format!("guard-sec-icmp-{}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &name]).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot create a network namespace");
+        return;
+    }
+    let ns = NetNs(name);
+    let in_ns = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    };
+    assert!(in_ns(&["ip", "link", "set", "lo", "up"]).status.success());
+    let sysctl = in_ns(&["sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647"]);
+    assert!(sysctl.status.success(), "{sysctl:?}");
+    let bare = in_ns(&[PYTHON, "-c", PING]);
+    let bare = String::from_utf8_lossy(&bare.stdout).into_owned();
+    assert_eq!(
+        outcome(&bare, "ping"),
+        "reply",
+        "bare: the echo socket works"
+    );
+
+    let dir = TempDir::new("icmp");
+    let profile = python_profile(&dir, "errno");
+    let guard_bin = crate::support::guard_bin();
+    // nsenter switches the network namespace only: `ip netns exec` would remount /sys and
+    // hide the cgroup mounts guard needs.
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.0))
+        .args([
+            guard_bin.to_str().expect("utf-8 path"),
+            "exec",
+            "--profile",
+            &profile,
+            "--",
+            PYTHON,
+            "-c",
+            PING,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("nsenter");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        outcome(&stdout, "ping"),
+        "EPERM",
+        "under guard: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
