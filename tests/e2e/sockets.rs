@@ -246,3 +246,40 @@ fn icmp_echo_sockets_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn xattr_values_outside_the_read_paths_are_not_readable() {
+    require_root!();
+    let dir = TempDir::new("xattr");
+    let secret = dir.mkdir("secret").join("file");
+    fs::write(&secret, "x").expect("write");
+    let set = Command::new(PYTHON)
+        .args([
+            "-c",
+            &format!(
+                "import os; os.setxattr('{}', 'user.note', b'hidden')",
+                secret.display()
+            ),
+        ])
+        .status()
+        .expect("python3");
+    if !set.success() {
+        eprintln!("skipping: the temp file system has no user xattrs");
+        return;
+    }
+    let probe = format!(
+        "import os, errno\ntry:\n    print('xattr=' + os.getxattr('{0}', 'user.note').decode())\nexcept OSError as e:\n    print('xattr=' + errno.errorcode[e.errno])",
+        secret.display()
+    );
+    let bare = Command::new(PYTHON)
+        .args(["-c", &probe])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        outcome(&String::from_utf8_lossy(&bare.stdout), "xattr"),
+        "hidden"
+    );
+    let profile = python_profile(&dir, "errno");
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", &probe]);
+    assert_eq!(outcome(&run.stdout, "xattr"), "ENOTSUP", "{run}");
+}

@@ -372,6 +372,10 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  sockets: only AF_INET/AF_INET6 TCP or UDP (no ICMP/ping, raw, UDP-Lite, SCTP, MPTCP), AF_NETLINK NETLINK_ROUTE (resolvers) and AF_UNIX can be created, and the profile narrows that further; packet, vsock and every other family fail with EPERM. setsockopt of IP_OPTIONS, IP_RETOPTS, IP_TRANSPARENT, IP_UNICAST_IF, the IPv6 routing/hop-by-hop/destination option headers (and their RFC 2292 forms), IPV6_PKTINFO, IPV6_TRANSPARENT, IPV6_UNICAST_IF, SO_BINDTODEVICE, SO_BINDTOIFINDEX and SO_MARK fails with EPERM. Seccomp cannot read sendmsg control messages: an IPV6_RTHDR or IP_RETOPTS cmsg is left to the eBPF egress packet backstop"
     );
+    say!(
+        o,
+        "  xattrs: getxattr, lgetxattr, listxattr, llistxattr (and getxattrat/listxattrat where the kernel has them) fail with ENOTSUP, which cp/tar/ls read as \"no xattrs\": Landlock has no right for xattr reads, so values outside the read paths would otherwise be readable; fgetxattr on a file the tool opened still works. Left: readlink of a symlink outside the read paths still returns its target (Landlock has no rule for it)"
+    );
     say!(o);
 
     say!(o, "limits");

@@ -42,7 +42,12 @@ pub const BASELINE_MARKERS: &[&str] = &[
     MARKER_NO_SETID_BITS,
     MARKER_PROCESS_REACH,
     MARKER_SOCKETS,
+    MARKER_NO_PATH_XATTR_READ,
 ];
+
+/// Marker: path-based xattr reads (`getxattr`, `listxattr`, their `l` and `at` forms) fail with
+/// ENOTSUP; Landlock has no right for them. See the sandbox layer's `xattr` module.
+pub const MARKER_NO_PATH_XATTR_READ: &str = "getxattr:path";
 
 /// Marker: the socket allowlist (only the families, types and protocols guard's hooks police;
 /// no `setsockopt` that changes where a packet goes). See the sandbox layer's `sockets` module.
@@ -74,6 +79,7 @@ pub const MARKERS: &[&str] = &[
     MARKER_NO_SETID_BITS,
     MARKER_PROCESS_REACH,
     MARKER_SOCKETS,
+    MARKER_NO_PATH_XATTR_READ,
     MARKER_NO_INET,
     MARKER_NO_UNIX,
 ];

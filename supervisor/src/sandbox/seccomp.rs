@@ -36,12 +36,14 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::plan::seccomp::{SeccompAction, SeccompPlan};
 use crate::plan::seccomp_groups::{
-    self, MARKER_NO_INET, MARKER_NO_SETID_BITS, MARKER_NO_UNIX, MARKER_PROCESS_REACH,
-    MARKER_SOCKETS, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS, UnknownGroup,
+    self, MARKER_NO_INET, MARKER_NO_PATH_XATTR_READ, MARKER_NO_SETID_BITS, MARKER_NO_UNIX,
+    MARKER_PROCESS_REACH, MARKER_SOCKETS, MARKER_TIOCLINUX, MARKER_TIOCSTI, MARKER_USERNS,
+    UnknownGroup,
 };
 
 mod reach;
 mod sockets;
+mod xattr;
 
 /// The kernel refuses longer classic BPF programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
@@ -202,6 +204,11 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
                 add_socket_family_rules(&mut filter, action, &[libc::AF_UNIX])?;
             }
             MARKER_NO_SETID_BITS => add_no_setid_rules(&mut filter, action, &covered)?,
+            MARKER_NO_PATH_XATTR_READ => xattr::add_path_xattr_read_rules(
+                &mut filter,
+                matches!(baseline_action, SeccompAction::Log),
+                &covered,
+            )?,
             MARKER_SOCKETS => sockets::add_socket_allowlist_rules(&mut filter, action, &covered)?,
             MARKER_PROCESS_REACH => {
                 reach::add_process_reach_rules(&mut filter, action, &covered)?;
