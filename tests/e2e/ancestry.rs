@@ -27,8 +27,9 @@ fn cgroup2_mount() -> PathBuf {
         .expect("a cgroup2 mount")
 }
 
-/// Host pids of processes whose argv[0] is `argv0` and whose argv contains `marker`.
-fn pids_with_marker(argv0: &str, marker: &str) -> Vec<i32> {
+/// Host pids of processes whose argv[0] is `argv0` and whose argv[2] (the `-c` script) starts
+/// with `script_start`.
+fn pids_with_marker(argv0: &str, script_start: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -42,7 +43,7 @@ fn pids_with_marker(argv0: &str, marker: &str) -> Vec<i32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         if args.first().map(String::as_str) == Some(argv0)
-            && args.iter().any(|a| a.contains(marker))
+            && args.get(2).is_some_and(|a| a.starts_with(script_start))
         {
             pids.push(pid);
         }
@@ -120,8 +121,9 @@ exec = ["/usr/bin/bash", "/usr/bin/sleep"]
     let _ = denied.accept().expect("bare connection arrived");
 
     let script = format!(
-        ": {marker}; while [ ! -e {go} ]; do sleep 0.05; done; \
-         bash -c 'sleep 1000; : {marker}-survivor' & \
+        ": {marker}; bash -c ': {marker}-frozen; sleep 1000; :' >/dev/null 2>&1 & \
+         while [ ! -e {go} ]; do sleep 0.05; done; \
+         bash -c ': {marker}-survivor; sleep 1000; :' >/dev/null 2>&1 & \
          echo b >/dev/tcp/127.0.0.2/{port} && echo ok-denied; \
          /usr/bin/mkdir {m}; echo done",
         go = go.display(),
@@ -135,7 +137,9 @@ exec = ["/usr/bin/bash", "/usr/bin/sleep"]
         .spawn()
         .expect("spawn guard");
     let shell = wait_for("the sandboxed shell", || {
-        pids_with_marker("bash", &marker).into_iter().next()
+        pids_with_marker("bash", &format!(": {marker};"))
+            .into_iter()
+            .next()
     });
     let cgroup = std::fs::read_to_string(format!("/proc/{shell}/cgroup")).expect("cgroup");
     let v2 = cgroup
@@ -146,6 +150,38 @@ exec = ["/usr/bin/bash", "/usr/bin/sleep"]
     let child_dir = sandbox_dir.join("escape");
     std::fs::create_dir(&child_dir).expect("mkdir child cgroup");
     std::fs::write(child_dir.join("cgroup.procs"), shell.to_string()).expect("move shell");
+
+    // On a hybrid host, a member frozen on its own in a v1 freezer child cgroup: SIGKILL stays
+    // pending until that child is thawed, so guard's teardown must thaw the whole tree.
+    let frozen = wait_for("the shell to freeze", || {
+        pids_with_marker("bash", &format!(": {marker}-frozen;"))
+            .into_iter()
+            .next()
+    });
+    let freezer_child = cgroup
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers
+                .split(',')
+                .any(|c| c == "freezer")
+                .then_some(path)
+        })
+        .filter(|path| *path != "/")
+        .map(|path| {
+            Path::new("/sys/fs/cgroup/freezer")
+                .join(path.trim_start_matches('/'))
+                .join("frozen")
+        });
+    match &freezer_child {
+        Some(dir) => {
+            std::fs::create_dir(dir).expect("mkdir freezer child");
+            std::fs::write(dir.join("cgroup.procs"), frozen.to_string()).expect("move");
+            std::fs::write(dir.join("freezer.state"), "FROZEN").expect("freeze");
+        }
+        None => eprintln!("skipping the v1 freezer part: the sandbox has no v1 freezer cgroup"),
+    }
     std::fs::write(&go, "").expect("go");
 
     let out = child.wait_with_output().expect("wait guard");
@@ -160,13 +196,36 @@ exec = ["/usr/bin/bash", "/usr/bin/sleep"]
         !made.exists(),
         "an unlisted binary ran in the child cgroup: {run}"
     );
-    let survivors: Vec<i32> = pids_with_marker("bash", &format!("{marker}-survivor"))
-        .into_iter()
-        .filter(|p| alive(*p))
-        .collect();
-    // The backgrounded shell may have exec'd sleep; its argv then no longer has the marker, so
-    // also look for a sleep 1000 in the child cgroup directory, which must be gone.
-    assert!(survivors.is_empty(), "survived guard's exit: {survivors:?}");
+    let mut survivors: Vec<i32> = pids_with_marker("bash", &format!(": {marker}-survivor;"));
+    survivors.push(frozen);
+    // SIGKILL is delivered once the tree is thawed; give a dying process a moment to go. A
+    // process left frozen would stay for good.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while survivors.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    survivors.retain(|p| alive(*p));
+    if !survivors.is_empty() {
+        // Free them before failing, so the test leaves nothing behind.
+        if let Some(dir) = &freezer_child {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+        }
+        for pid in &survivors {
+            // SAFETY: pids found by this test's own marker.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    }
+    assert!(
+        survivors.is_empty(),
+        "survived guard's exit: {survivors:?}\n{run}"
+    );
+    assert!(
+        !Path::new(&child_dir).exists(),
+        "the child cgroup was left behind"
+    );
+    if let Some(dir) = &freezer_child {
+        assert!(!dir.exists(), "the v1 freezer child cgroup was left behind");
+    }
     assert!(
         !Path::new(&child_dir).exists()
             || std::fs::read_to_string(child_dir.join("cgroup.procs"))
