@@ -8,6 +8,7 @@
     reason = "test code panics with context"
 )]
 
+mod ancestry;
 mod attacks;
 mod check;
 mod daemon;

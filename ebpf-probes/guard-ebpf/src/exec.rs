@@ -21,8 +21,8 @@
 use aya_ebpf::{
     EbpfContext as _, Global,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_send_signal,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_send_signal,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::tracepoint,
@@ -38,7 +38,8 @@ use guard_common::{
     },
 };
 
-use crate::maps::{EXEC_ALLOW, SANDBOX_STATE, SANDBOXES, count_error, count_lost, ring_of};
+use crate::identity::current_sandbox;
+use crate::maps::{EXEC_ALLOW, SANDBOX_STATE, count_error, count_lost, ring_of};
 use crate::rate;
 use crate::wake;
 
@@ -72,14 +73,10 @@ const SIGKILL: u32 = 9;
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn guard_sched_process_exec(ctx: TracePointContext) -> u32 {
-    // SAFETY: helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let Some(policy) = SANDBOXES.get_ptr(cgroup_id) else {
-        // Not a sandbox: not ours, do nothing.
+    let Some((cgroup_id, policy)) = current_sandbox() else {
+        // Not a sandbox (nor below one): not ours, do nothing.
         return 0;
     };
-    // SAFETY: a map value pointer from a successful lookup; copied at once.
-    let policy = unsafe { *policy };
     let kill = match check_and_record(&ctx, cgroup_id, &policy) {
         Ok(kill) => kill,
         Err(step) => {

@@ -8,7 +8,7 @@
 //! 5.7, with `CONFIG_BPF_LSM` and `lsm=...,bpf`.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::lsm,
     programs::LsmContext,
 };
@@ -19,7 +19,8 @@ use guard_common::{
 };
 
 use crate::exec::{KERNEL_OFFSETS, exec_allowed, file_identity, read_at};
-use crate::maps::{SANDBOXES, count_error, count_lost, ring_of};
+use crate::identity::current_sandbox;
+use crate::maps::{count_error, count_lost, ring_of};
 use crate::wake;
 
 const EPERM: i32 = 1;
@@ -27,13 +28,9 @@ const EPERM: i32 = 1;
 /// `int bprm_check_security(struct linux_binprm *bprm)`.
 #[lsm(hook = "bprm_check_security")]
 pub fn guard_bprm_check(ctx: LsmContext) -> i32 {
-    // SAFETY: helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let Some(policy) = SANDBOXES.get_ptr(cgroup_id) else {
+    let Some((cgroup_id, policy)) = current_sandbox() else {
         return 0;
     };
-    // SAFETY: a map value pointer from a successful lookup; copied at once.
-    let policy = unsafe { *policy };
     if policy.flags & POLICY_ENFORCE_EXEC == 0 {
         return 0;
     }

@@ -8,6 +8,7 @@
 
 mod exec;
 mod features;
+mod identity;
 mod lsm;
 mod maps;
 mod net;

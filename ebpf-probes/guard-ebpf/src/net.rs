@@ -19,7 +19,7 @@
 //! program types), ring buffers 5.8, ring buffers as inner maps 5.9.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::cgroup_sock_addr,
     maps::lpm_trie::Key,
     programs::SockAddrContext,
@@ -33,7 +33,8 @@ use guard_common::{
     },
 };
 
-use crate::maps::{NET4, NET6, SANDBOX_STATE, SANDBOXES, count_error, count_lost, ring_of};
+use crate::identity::current_sandbox;
+use crate::maps::{NET4, NET6, SANDBOX_STATE, count_error, count_lost, ring_of};
 use crate::rate;
 use crate::wake;
 
@@ -91,15 +92,12 @@ struct Target {
 
 #[inline(always)]
 fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
-    // SAFETY: helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let target = read_target(ctx, family);
-    let Some(policy) = SANDBOXES.get_ptr(cgroup_id) else {
-        // Not registered with this build of the probes (see the module docs).
+    let Some((cgroup_id, policy)) = current_sandbox() else {
+        // Not registered with this build of the probes (see the module docs), nor below a
+        // registered cgroup.
         return ALLOW;
     };
-    // SAFETY: a map value pointer from a successful lookup; copied at once.
-    let policy = unsafe { *policy };
     let (rule_kind, rule) = match op {
         Op::Bind => (NET_KIND_BIND, Rule::NetworkBind),
         Op::Connect | Op::Send => (NET_KIND_CONNECT, Rule::NetworkConnect),

@@ -185,7 +185,7 @@ impl Freezer for NoFreezer {
     }
 }
 
-/// Freezes, sends SIGKILL to every process listed in any of `dirs`, thaws so the signals are
+/// Freezes, sends SIGKILL to every process listed in any of `dirs` or a cgroup below them, thaws so the signals are
 /// delivered, and repeats until all of `dirs` are empty.
 ///
 /// Sandboxes that are already empty (the usual end: the command exited and forked nothing that
@@ -203,7 +203,8 @@ pub fn kill_until_empty(dirs: &[&Path], freezer: &dyn Freezer) -> Result<(), Cgr
         let mut pids = BTreeSet::new();
         let mut listed_in = PathBuf::new();
         for dir in dirs {
-            for pid in procs(dir)? {
+            // Child cgroups too: the sandbox is the whole tree below its directory.
+            for pid in super::tree::procs_recursive(dir)? {
                 if pids.insert(pid) {
                     listed_in = dir.to_path_buf();
                 }
@@ -239,7 +240,7 @@ pub fn kill_until_empty(dirs: &[&Path], freezer: &dyn Freezer) -> Result<(), Cgr
 /// Whether no process is listed in any of `dirs`.
 fn all_empty(dirs: &[&Path]) -> Result<bool, CgroupError> {
     for dir in dirs {
-        if !procs(dir)?.is_empty() {
+        if !super::tree::procs_recursive(dir)?.is_empty() {
             return Ok(false);
         }
     }

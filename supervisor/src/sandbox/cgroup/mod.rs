@@ -15,6 +15,7 @@
 mod detect;
 mod existing;
 mod files;
+pub mod tree;
 pub mod v1;
 pub mod v2;
 

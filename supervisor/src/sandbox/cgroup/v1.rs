@@ -195,7 +195,9 @@ impl Freezer for V1Freezer<'_> {
     }
 
     fn thaw(&self) -> Result<(), CgroupError> {
-        files::write(self.0, "freezer.state", "THAWED")
+        // The whole tree: a child cgroup frozen on its own stays FROZEN when only its parent is
+        // thawed, and its members would never receive their SIGKILL.
+        super::tree::thaw_v1_tree(self.0)
     }
 }
 
@@ -255,7 +257,7 @@ impl CgroupManager for HybridManager {
         // Every directory is attempted; the first failure is reported.
         let mut first_error = None;
         for dir in self.dirs() {
-            if let Err(e) = files::remove_dir(dir) {
+            if let Err(e) = super::tree::remove_tree(dir) {
                 first_error.get_or_insert(e);
             }
         }

@@ -155,7 +155,8 @@ impl Freezer for V2Freezer<'_> {
     }
 
     fn thaw(&self) -> Result<(), CgroupError> {
-        files::write(self.0, "cgroup.freeze", "0")
+        // Children with their own `cgroup.freeze = 1` stay frozen otherwise.
+        super::tree::thaw_v2_tree(self.0)
     }
 }
 
@@ -212,7 +213,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn remove(&self) -> Result<(), CgroupError> {
-        files::remove_dir(&self.path)
+        super::tree::remove_tree(&self.path)
     }
 
     fn cgroup2_path(&self) -> &Path {
