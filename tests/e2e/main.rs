@@ -9,6 +9,7 @@
 )]
 
 mod attacks;
+mod boundary;
 mod check;
 mod daemon;
 mod daemon_support;
