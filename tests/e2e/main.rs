@@ -10,6 +10,7 @@
 
 mod ancestry;
 mod attacks;
+mod boundary;
 mod check;
 mod daemon;
 mod daemon_support;

@@ -445,6 +445,10 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             );
         }
     }
+    say!(
+        o,
+        "  namespaces: a private IPC namespace (System V shared memory, queues and semaphores of the host are invisible, the sandbox's own vanish with the run); the pid, mount and network namespaces are still the host's, and /proc/<pid> paths are refused in profiles (rules are opened by guard, so /proc/self would mean guard)"
+    );
     let set: Vec<&String> = p.process.env_set.keys().collect();
     say!(
         o,

@@ -120,6 +120,19 @@ impl Template {
         if s.split('/').any(|component| component == "..") {
             return Err(format!("`{s}` contains `..`: write the path without it"));
         }
+        // A rule is opened by the supervisor, so `/proc/<pid>` names a process that is never
+        // the tool (issue 11): granting it would open another process's files to the sandbox.
+        let mut components = s.split('/').filter(|c| !c.is_empty());
+        if components.next() == Some("proc")
+            && components
+                .next()
+                .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "`{s}` names a fixed process id under /proc, which is never the sandboxed tool: \
+                 refusing it"
+            ));
+        }
         match t.pieces.first() {
             Some(Piece::Var(_)) => Ok(t),
             Some(Piece::Text(x)) if x.starts_with('/') => Ok(t),
@@ -205,6 +218,13 @@ mod tests {
                 .contains("not an absolute path")
         );
         assert!(Template::parse_path("").is_err());
+        assert!(
+            Template::parse_path("/proc/1234/environ")
+                .unwrap_err()
+                .contains("fixed process id")
+        );
+        assert!(Template::parse_path("//proc/1").is_err());
+        assert!(Template::parse_path("/proc/sysvipc").is_ok());
     }
 
     #[test]

@@ -175,6 +175,15 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             }
         }
 
+        // 2b. A private IPC namespace (issue 11): System V shared memory, message queues and
+        //     semaphores of the host are invisible to the tool, and what the tool creates dies
+        //     with the namespace when its last process exits, so nothing outlives the run. Done
+        //     here, before the capabilities go, because it needs CAP_SYS_ADMIN; in the child
+        //     rather than as a clone flag so the clone3 and the fork paths behave alike.
+        if libc::unshare(libc::CLONE_NEWIPC) != 0 {
+            fail(setup.report, ChildStep::IpcNamespace, errno(), 125);
+        }
+
         // 3. Capabilities, bounding set first: dropping it needs CAP_SETPCAP, which the user
         //    switch below takes away.
         for cap in 0..=setup.last_cap {

@@ -27,6 +27,7 @@ pub enum ChildStep {
     Seccomp = 10,
     Exec = 11,
     Stdio = 12,
+    IpcNamespace = 13,
 }
 
 impl ChildStep {
@@ -45,6 +46,7 @@ impl ChildStep {
             Seccomp,
             Exec,
             Stdio,
+            IpcNamespace,
         ]
         .into_iter()
         .find(|step| *step as u8 == value)
@@ -65,6 +67,7 @@ impl ChildStep {
             ChildStep::Seccomp => "loading the seccomp filter",
             ChildStep::Exec => "executing the command",
             ChildStep::Stdio => "setting up standard streams",
+            ChildStep::IpcNamespace => "entering a private IPC namespace",
         }
     }
 }
