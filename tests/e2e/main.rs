@@ -18,5 +18,6 @@ mod exec;
 mod explain;
 mod identity;
 mod profiles;
+mod scripts;
 mod support;
 mod vm;

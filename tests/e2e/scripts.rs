@@ -1,0 +1,132 @@
+//! `#!` scripts listed in `process.exec` run through their unlisted interpreter; the
+//! interpreter run directly, with another script, or a copy of the script, is still killed.
+
+use crate::support::{TempDir, guard, make_executable, require_root, write_profile};
+
+/// A profile whose `process.exec` lists only `script` (and `extra`); the scripts directory is
+/// readable and executable but not writable (exec entries under write paths are refused).
+fn script_profile(dir: &TempDir, scripts: &TempDir, exec: &str) -> String {
+    write_profile(
+        dir,
+        "scripts",
+        &format!(
+            r#"
+name = "scripts"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{dir}", "{scripts}"]
+write = ["{dir}"]
+execute = ["/usr/bin", "/usr/lib", "{scripts}"]
+[process]
+exec = [{exec}]
+"#,
+            dir = dir.path().display(),
+            scripts = scripts.path().display(),
+        ),
+    )
+}
+
+#[test]
+fn a_listed_script_runs_and_its_interpreter_alone_is_killed() {
+    require_root!();
+    let dir = TempDir::new("scripts-w");
+    let scripts = TempDir::new("scripts-x");
+    let marker = dir.path().join("ran");
+    let script = scripts.path().join("tool.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho script-ran > {}\n", marker.display()),
+    )
+    .expect("write script");
+    make_executable(&script);
+    let other = scripts.path().join("other.sh");
+    std::fs::write(&other, "#!/bin/sh\necho other-ran\n").expect("write script");
+    make_executable(&other);
+    let p = script_profile(&dir, &scripts, &format!("\"{}\"", script.display()));
+
+    // Bare, each of these works.
+    let bare = std::process::Command::new("/bin/sh")
+        .arg(&other)
+        .output()
+        .expect("sh");
+    assert!(String::from_utf8_lossy(&bare.stdout).contains("other-ran"));
+
+    let run = guard(&["exec", "--profile", &p, "--", script.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{run}");
+    let written = std::fs::read_to_string(&marker).expect("the listed script ran");
+    assert_eq!(written.trim(), "script-ran");
+
+    // Relative program name: guard normalizes `./tool.sh` to the absolute path.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let rel = std::process::Command::new(crate::support::guard_bin())
+        .args(["exec", "--profile", &p, "--", "./tool.sh"])
+        .current_dir(scripts.path())
+        .output()
+        .expect("guard");
+    assert_eq!(rel.status.code(), Some(0), "{rel:?}");
+    assert!(marker.exists(), "the script ran by a relative name");
+
+    for (what, args) in [
+        ("sh directly", vec!["/bin/sh", "-c", "echo sh-ran"]),
+        (
+            "sh with an unlisted script",
+            vec!["/bin/sh", other.to_str().unwrap()],
+        ),
+        (
+            "sh with the listed script",
+            vec!["/bin/sh", script.to_str().unwrap()],
+        ),
+    ] {
+        let mut argv = vec!["exec", "--profile", &p, "--"];
+        argv.extend(args);
+        let run = guard(&argv);
+        assert_eq!(run.code(), 137, "{what}: {run}");
+        assert!(!run.stdout.contains("ran"), "{what}: {run}");
+    }
+
+    // A copy of the listed script elsewhere is another path: killed.
+    let copy = scripts.path().join("copy.sh");
+    std::fs::copy(&script, &copy).expect("copy");
+    std::fs::remove_file(&marker).expect("remove marker");
+    let run = guard(&["exec", "--profile", &p, "--", copy.to_str().unwrap()]);
+    assert_eq!(run.code(), 137, "{run}");
+    assert!(!marker.exists(), "the copy must not run");
+}
+
+#[test]
+fn env_scripts_allow_env_for_the_script_only() {
+    require_root!();
+    let dir = TempDir::new("scripts-env-w");
+    let scripts = TempDir::new("scripts-env-x");
+    let script = scripts.path().join("show");
+    // `env cat show` prints the script itself: cat is listed, env is not.
+    std::fs::write(&script, "#!/usr/bin/env cat\nenv-script-body\n").expect("write");
+    make_executable(&script);
+    let p = script_profile(
+        &dir,
+        &scripts,
+        &format!("\"{}\", \"/usr/bin/cat\"", script.display()),
+    );
+    let run = guard(&["exec", "--profile", &p, "--", script.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(run.stdout.contains("env-script-body"), "{run}");
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &p,
+        "--",
+        "/usr/bin/env",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(run.code(), 137, "{run}");
+
+    // A script whose interpreter is itself listed keeps working.
+    let sh_script = scripts.path().join("listed-interp.sh");
+    std::fs::write(&sh_script, "#!/bin/sh\necho interp-listed\n").expect("write");
+    make_executable(&sh_script);
+    let p = script_profile(&dir, &scripts, "\"/usr/bin/sh\", \"/usr/bin/dash\"");
+    let run = guard(&["exec", "--profile", &p, "--", sh_script.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(run.stdout.contains("interp-listed"), "{run}");
+}
