@@ -26,6 +26,15 @@ exec = [{exec}]
     )
 }
 
+/// The audit log's records as JSON.
+fn records(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
 #[test]
 fn a_listed_script_runs_and_its_interpreter_alone_is_killed() {
     require_root!();
@@ -51,10 +60,27 @@ fn a_listed_script_runs_and_its_interpreter_alone_is_killed() {
         .expect("sh");
     assert!(String::from_utf8_lossy(&bare.stdout).contains("other-ran"));
 
-    let run = guard(&["exec", "--profile", &p, "--", script.to_str().unwrap()]);
+    let log = dir.path().join("audit.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &p,
+        "--audit-log",
+        log_arg,
+        "--",
+        script.to_str().unwrap(),
+    ]);
     assert_eq!(run.code(), 0, "{run}");
     let written = std::fs::read_to_string(&marker).expect("the listed script ran");
     assert_eq!(written.trim(), "script-ran");
+    let logged = records(&log);
+    assert!(
+        logged.iter().any(|r| r["event"] == "exec"
+            && r["detail"]["script"] == script.to_str().unwrap()
+            && r["detail"]["interpreter"] == "/bin/sh"),
+        "an exec record names the script and its interpreter: {logged:?}"
+    );
 
     // Relative program name: guard normalizes `./tool.sh` to the absolute path.
     std::fs::remove_file(&marker).expect("remove marker");
@@ -77,11 +103,19 @@ fn a_listed_script_runs_and_its_interpreter_alone_is_killed() {
             vec!["/bin/sh", script.to_str().unwrap()],
         ),
     ] {
-        let mut argv = vec!["exec", "--profile", &p, "--"];
+        std::fs::remove_file(&log).ok();
+        let mut argv = vec!["exec", "--profile", &p, "--audit-log", log_arg, "--"];
         argv.extend(args);
         let run = guard(&argv);
         assert_eq!(run.code(), 137, "{what}: {run}");
         assert!(!run.stdout.contains("ran"), "{what}: {run}");
+        let logged = records(&log);
+        assert!(
+            logged.iter().any(|r| r["event"] == "violation"
+                && r["rule"] == "process.exec"
+                && r["detail"].get("script").is_none()),
+            "{what}: a process.exec violation for the interpreter: {logged:?}"
+        );
     }
 
     // A copy of the listed script elsewhere is another path: killed.

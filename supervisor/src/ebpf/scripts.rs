@@ -185,3 +185,24 @@ mod tests {
         assert!(!script_keys(7, &found).is_empty());
     }
 }
+
+/// For an exec record whose exec path is `filename` and whose new image is (`dev`, `ino`):
+/// the script and its `#!` interpreter when the path names a `#!` file other than the image
+/// (the kernel ran the script through its interpreter), for the audit record's detail.
+pub fn script_of(filename: &Path, dev: u64, ino: u64) -> Option<(String, String)> {
+    let meta = std::fs::metadata(filename).ok()?;
+    if (kernel_dev(meta.dev()), meta.ino()) == (dev, ino) || !meta.is_file() {
+        return None;
+    }
+    let mut head = Vec::with_capacity(SHEBANG_MAX);
+    std::fs::File::open(filename)
+        .ok()?
+        .take(SHEBANG_MAX as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    let (interp, _) = parse_shebang(&head)?;
+    Some((
+        filename.to_string_lossy().into_owned(),
+        String::from_utf8_lossy(interp).into_owned(),
+    ))
+}
