@@ -486,7 +486,7 @@ fn scripts_section(o: &mut String, plan: &Plan) {
     }
     say!(
         o,
-        "  scripts: a listed #! script runs through its interpreter, which stays unlisted: the interpreter may run only that script, by its listed absolute path (a relative path, a symlink, /dev/fd/N or a copy is killed); running the interpreter directly, with -c or another script is killed. The script's directory must not be writable by the tool. An interpreter runs whatever its environment tells it to (BASH_ENV, PYTHONSTARTUP, PERL5OPT, ...): allowing a script means allowing that interpreter's code paths for it"
+        "  scripts: a listed #! script runs through its interpreter, which stays unlisted: the interpreter may run only that script, by its listed absolute path (guard runs the command by its absolute path; inside the sandbox a relative path, a symlink, /dev/fd/N or a copy is killed); running the interpreter directly, with -c or another script is killed. The script's directory must not be writable by the tool. An interpreter runs whatever its environment tells it to (BASH_ENV, PYTHONSTARTUP, PERL5OPT, ...): allowing a script means allowing that interpreter's code paths for it"
     );
     for script in &scripts {
         say!(

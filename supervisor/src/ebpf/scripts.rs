@@ -78,10 +78,10 @@ fn script(path: &Path, path_var: Option<&OsStr>) -> Option<ScriptEntry> {
         None
     };
     let mut paths = vec![path.to_path_buf()];
-    if let Ok(canonical) = std::fs::canonicalize(path) {
-        if canonical != path {
-            paths.push(canonical);
-        }
+    if let Ok(canonical) = std::fs::canonicalize(path)
+        && canonical != path
+    {
+        paths.push(canonical);
     }
     Some(ScriptEntry {
         paths,
@@ -141,6 +141,27 @@ pub fn script_keys(cgroup_id: u64, entries: &[ScriptEntry]) -> Vec<ScriptKey> {
     keys
 }
 
+/// For an exec record whose exec path is `filename` and whose new image is (`dev`, `ino`):
+/// the script and its `#!` interpreter when the path names a `#!` file other than the image
+/// (the kernel ran the script through its interpreter), for the audit record's detail.
+pub fn script_of(filename: &Path, dev: u64, ino: u64) -> Option<(String, String)> {
+    let meta = std::fs::metadata(filename).ok()?;
+    if (kernel_dev(meta.dev()), meta.ino()) == (dev, ino) || !meta.is_file() {
+        return None;
+    }
+    let mut head = Vec::with_capacity(SHEBANG_MAX);
+    std::fs::File::open(filename)
+        .ok()?
+        .take(SHEBANG_MAX as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    let (interp, _) = parse_shebang(&head)?;
+    Some((
+        filename.to_string_lossy().into_owned(),
+        String::from_utf8_lossy(interp).into_owned(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,25 +205,4 @@ mod tests {
         );
         assert!(!script_keys(7, &found).is_empty());
     }
-}
-
-/// For an exec record whose exec path is `filename` and whose new image is (`dev`, `ino`):
-/// the script and its `#!` interpreter when the path names a `#!` file other than the image
-/// (the kernel ran the script through its interpreter), for the audit record's detail.
-pub fn script_of(filename: &Path, dev: u64, ino: u64) -> Option<(String, String)> {
-    let meta = std::fs::metadata(filename).ok()?;
-    if (kernel_dev(meta.dev()), meta.ino()) == (dev, ino) || !meta.is_file() {
-        return None;
-    }
-    let mut head = Vec::with_capacity(SHEBANG_MAX);
-    std::fs::File::open(filename)
-        .ok()?
-        .take(SHEBANG_MAX as u64)
-        .read_to_end(&mut head)
-        .ok()?;
-    let (interp, _) = parse_shebang(&head)?;
-    Some((
-        filename.to_string_lossy().into_owned(),
-        String::from_utf8_lossy(interp).into_owned(),
-    ))
 }
