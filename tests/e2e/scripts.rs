@@ -176,3 +176,71 @@ fn env_scripts_allow_env_for_the_script_only() {
     assert_eq!(run.code(), 0, "{run}");
     assert!(run.stdout.contains("interp-listed"), "{run}");
 }
+
+#[test]
+fn other_paths_to_a_listed_script_are_killed() {
+    require_root!();
+    let dir = TempDir::new("scripts-paths-w");
+    let scripts = TempDir::new("scripts-paths-x");
+    let script = scripts.path().join("tool.sh");
+    std::fs::write(&script, "#!/bin/sh\necho tool-ran\n").expect("write script");
+    make_executable(&script);
+    let bash = std::fs::canonicalize("/usr/bin/bash").expect("bash");
+    let ln = std::fs::canonicalize("/usr/bin/ln").expect("ln");
+    let p = script_profile(
+        &dir,
+        &scripts,
+        &format!(
+            "\"{}\", \"{}\", \"{}\"",
+            script.display(),
+            bash.display(),
+            ln.display()
+        ),
+    );
+    let link = dir.path().join("link.sh");
+    let s = script.display();
+    let cases = [
+        ("by its listed path", s.to_string(), 0),
+        (
+            "through a symlink in a write path",
+            format!("ln -s {s} {l} && {l}", l = link.display()),
+            refused(),
+        ),
+        (
+            "through /dev/fd",
+            format!("exec 3<{s}; /dev/fd/3"),
+            refused(),
+        ),
+        (
+            "by a relative path inside the sandbox",
+            format!("cd {} && ./tool.sh", scripts.path().display()),
+            refused(),
+        ),
+    ];
+    for (what, command, code) in cases {
+        // Bare, every one of these runs the script.
+        std::fs::remove_file(&link).ok();
+        let bare = std::process::Command::new("bash")
+            .args(["-c", &command])
+            .output()
+            .expect("bash");
+        assert!(
+            String::from_utf8_lossy(&bare.stdout).contains("tool-ran"),
+            "bare {what}: {bare:?}"
+        );
+        std::fs::remove_file(&link).ok();
+        let run = guard(&[
+            "exec",
+            "--profile",
+            &p,
+            "--",
+            "bash",
+            "-c",
+            &format!("{command}; echo rc=$?"),
+        ]);
+        assert_eq!(run.code(), 0, "{what}: {run}");
+        assert!(run.stdout.contains(&format!("rc={code}")), "{what}: {run}");
+        assert_eq!(run.stdout.contains("tool-ran"), code == 0, "{what}: {run}");
+    }
+    std::fs::remove_file(&link).ok();
+}
