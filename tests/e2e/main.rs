@@ -20,6 +20,7 @@ mod exec;
 mod explain;
 mod identity;
 mod profiles;
+mod scripts;
 mod sockets;
 mod support;
 mod vm;

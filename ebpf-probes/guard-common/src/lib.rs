@@ -36,6 +36,8 @@ pub mod names {
     pub const NET6: &str = "NET6";
     /// `HashMap<ExecKey, u32>`: executable files and trees per sandbox.
     pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
+    /// `HashMap<ScriptKey, u32>`: listed `#!` scripts per sandbox and interpreter.
+    pub const SCRIPTS: &str = "SCRIPTS";
     /// Global `KernelOffsets` set by the loader from the kernel's BTF.
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     /// The cgroup `sock_addr` programs guard attaches below its cgroup.

@@ -130,6 +130,24 @@ pub const EXEC_ALLOW_FILE: u32 = 1;
 /// `EXEC_ALLOW` value: any file beneath this directory (on the same file system) may be executed.
 pub const EXEC_ALLOW_TREE: u32 = 2;
 
+/// Longest absolute script path (with its NUL) a `SCRIPTS` entry can hold; longer listed
+/// scripts are refused by the supervisor.
+pub const SCRIPT_PATH_LEN: usize = 128;
+
+/// Key of `SCRIPTS`: a listed `#!` script that may run through its (unlisted) interpreter in
+/// one sandbox. The exec tracepoint sees the interpreter as the new image and the path the
+/// kernel opened the script by (`bprm->filename`), so the key is both: the interpreter's
+/// identity and the script's absolute path, NUL-padded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScriptKey {
+    pub cgroup_id: u64,
+    /// Interpreter identity, as in [`ExecKey`].
+    pub dev: u64,
+    pub ino: u64,
+    pub path: [u8; SCRIPT_PATH_LEN],
+}
+
 /// How many directory levels the exec probe walks up from an executed file looking for an
 /// allowed directory. Deeper files are not matched by a directory rule (denied).
 pub const EXEC_TREE_DEPTH: u32 = 24;
@@ -155,7 +173,8 @@ pub struct KernelOffsets {
     pub bprm_file: u32,
     /// Non-zero once userspace filled this in; the probe fails closed while it is zero.
     pub valid: u32,
-    pub reserved: u32,
+    /// `linux_binprm.filename` (for the BPF LSM `#!` script check).
+    pub bprm_filename: u32,
 }
 
 const _: () = assert!(size_of::<SandboxPolicy>() == 24);
@@ -166,6 +185,7 @@ const _: () = assert!(size_of::<Net6Key>() == 28);
 const _: () = assert!(size_of::<PortRules>() == 4 * MAX_PORT_RANGES + 4);
 const _: () = assert!(size_of::<ExecKey>() == 24);
 const _: () = assert!(size_of::<KernelOffsets>() == 56);
+const _: () = assert!(size_of::<ScriptKey>() == 24 + SCRIPT_PATH_LEN);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -177,5 +197,6 @@ mod pod {
     unsafe impl aya::Pod for super::Net6Key {}
     unsafe impl aya::Pod for super::PortRules {}
     unsafe impl aya::Pod for super::ExecKey {}
+    unsafe impl aya::Pod for super::ScriptKey {}
     unsafe impl aya::Pod for super::KernelOffsets {}
 }

@@ -59,7 +59,7 @@ pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffs
     dentry_inode: 0,
     bprm_file: 0,
     valid: 0,
-    reserved: 0,
+    bprm_filename: 0,
 });
 
 // Field offsets from `events/sched/sched_process_exec/format`, stable since the tracepoint was
@@ -96,11 +96,11 @@ pub fn guard_sched_process_exec(ctx: TracePointContext) -> u32 {
 /// The executed file's identity.
 pub(crate) struct Exe {
     /// `struct file *` of `mm->exe_file`.
-    file: u64,
+    pub(crate) file: u64,
     /// `struct mm_struct *` of the new image.
-    mm: u64,
-    dev: u64,
-    ino: u64,
+    pub(crate) mm: u64,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
 }
 
 /// Decides and records one exec. `Ok(true)`: kill the process.
@@ -118,7 +118,10 @@ fn check_and_record(
     let exe = read_exe(&off)?;
 
     let mut violated = None;
-    if policy.flags & POLICY_ENFORCE_EXEC != 0 && !exec_allowed(&off, cgroup_id, &exe)? {
+    if policy.flags & POLICY_ENFORCE_EXEC != 0
+        && !exec_allowed(&off, cgroup_id, &exe)?
+        && !crate::script::script_allowed(ctx, cgroup_id, &exe)?
+    {
         violated = Some(Rule::ProcessExec);
     }
     if violated.is_none() && policy.execs_per_minute != 0 {

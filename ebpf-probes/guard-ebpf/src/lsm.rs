@@ -41,7 +41,10 @@ pub fn guard_bprm_check(ctx: LsmContext) -> i32 {
     } else {
         read_at::<u64>(bprm, off.bprm_file)
             .and_then(|file| file_identity(&off, file))
-            .and_then(|exe| exec_allowed(&off, cgroup_id, &exe))
+            .and_then(|exe| {
+                Ok(exec_allowed(&off, cgroup_id, &exe)?
+                    || crate::script::lsm_script_allowed(&off, bprm, cgroup_id, &exe)?)
+            })
     };
     let rule = match allowed {
         Ok(true) => return 0,

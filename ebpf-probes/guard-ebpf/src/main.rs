@@ -13,6 +13,7 @@ mod lsm;
 mod maps;
 mod net;
 mod rate;
+mod script;
 mod wake;
 
 /// The kernel only lets GPL-compatible programs call helpers such as `bpf_probe_read_kernel_str`

@@ -14,7 +14,7 @@ use guard_common::{
     SandboxPolicy, SandboxState,
     event::PROBE_ERROR_COUNT,
     names::{EVENT_RING_BYTES, EVENT_RING_SLOTS},
-    policy::{ExecKey, Net4Key, Net6Key, PortRules},
+    policy::{ExecKey, Net4Key, Net6Key, PortRules, ScriptKey},
 };
 
 /// The inner map template of [`EVENT_RINGS`]; the supervisor creates rings of this size.
@@ -45,6 +45,14 @@ pub static NET6: LpmTrie<Net6Key, PortRules> = LpmTrie::with_max_entries(65536, 
 /// (cgroup, dev, inode) -> `EXEC_ALLOW_FILE` or `EXEC_ALLOW_TREE`.
 #[map]
 pub static EXEC_ALLOW: HashMap<ExecKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// (cgroup, interpreter dev, inode, script path) -> 1: listed `#!` scripts ([`crate::script`]).
+#[map]
+pub static SCRIPTS: HashMap<ScriptKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// One scratch `ScriptKey` per CPU: too large for the probe's 512-byte stack.
+#[map]
+pub static SCRIPT_SCRATCH: PerCpuArray<ScriptKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU counters of failed probe steps, indexed by `guard_common::event::ProbeError`, so
 /// userspace can tell a quiet sandbox from one whose events were lost.

@@ -345,6 +345,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             not_enforced(plan, Gap::Exec("tracepoint programs do not load".into()))
         );
     }
+    scripts_section(&mut o, plan);
     say!(o);
 
     say!(o, "syscalls");
@@ -487,6 +488,39 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         "  denying or killing; cgroup limits, rlimits and wall_time still apply."
     );
     o
+}
+
+/// What `explain` says about `#!` scripts listed in `process.exec` (see `ebpf::scripts`).
+fn scripts_section(o: &mut String, plan: &Plan) {
+    let path_var = plan
+        .identity
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let scripts = crate::ebpf::scripts::scripts(&plan.ebpf.exec_allow, path_var);
+    if scripts.is_empty() {
+        return;
+    }
+    say!(
+        o,
+        "  scripts: a listed #! script runs through its interpreter, which stays unlisted: the interpreter may run only that script, by its listed absolute path (guard runs the command by its absolute path; inside the sandbox a relative path, a symlink, /dev/fd/N or a copy is killed); running the interpreter directly, with -c or another script is killed. The script's directory must not be writable by the tool. An interpreter runs whatever its environment tells it to (BASH_ENV, PYTHONSTARTUP, PERL5OPT, ...): allowing a script means allowing that interpreter's code paths for it"
+    );
+    for script in &scripts {
+        say!(
+            o,
+            "    {} via {}",
+            script.paths[0].display(),
+            script.interpreter.display()
+        );
+        if let Some(target) = &script.env_target {
+            say!(
+                o,
+                "      env then runs {} directly: it must be allowed by process.exec itself",
+                target.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use aya::maps::{ArrayOfMaps, HashMap, LpmTrie, Map, MapData, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
 use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules};
+use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules, ScriptKey};
 use guard_common::{SandboxPolicy, SandboxState, names};
 
 use super::events::{EventError, ProbeEvent, parse_record};
@@ -44,12 +44,13 @@ const NETWORK_PROGRAMS: [&str; 6] = [
 ];
 
 /// The maps a sandbox writes its entries into.
-const SHARED_MAPS: [&str; 7] = [
+const SHARED_MAPS: [&str; 8] = [
     names::SANDBOXES,
     names::SANDBOX_STATE,
     names::NET4,
     names::NET6,
     names::EXEC_ALLOW,
+    names::SCRIPTS,
     names::EVENT_RINGS,
     names::PROBE_ERRORS,
 ];
@@ -72,6 +73,7 @@ pub struct Probes {
     pub(super) net4: LpmTrie<MapData, Net4Key, PortRules>,
     pub(super) net6: LpmTrie<MapData, Net6Key, PortRules>,
     pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
+    pub(super) scripts: HashMap<MapData, ScriptKey, u32>,
     /// The ring pool ([`super::ring_pool`]).
     pub(super) rings: ArrayOfMaps<MapData, RingBuf<MapData>>,
 }
@@ -112,6 +114,7 @@ impl Probes {
             net4: open_pinned(dir, names::NET4)?,
             net6: open_pinned(dir, names::NET6)?,
             exec_allow: open_pinned(dir, names::EXEC_ALLOW)?,
+            scripts: open_pinned(dir, names::SCRIPTS)?,
             rings: open_pinned(dir, names::EVENT_RINGS)?,
         })
     }

@@ -9,6 +9,7 @@ pub mod pins;
 pub mod ring_pool;
 pub mod rules;
 pub mod sandbox;
+pub mod scripts;
 mod stale;
 pub mod stamp;
 pub mod tracefs;

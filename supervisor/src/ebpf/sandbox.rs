@@ -22,6 +22,8 @@ pub struct SandboxEntries {
     pub policy: SandboxPolicy,
     pub net: NetEntries,
     pub exec: Vec<(ExecKey, u32)>,
+    /// `SCRIPTS` keys ([`super::scripts`]).
+    pub scripts: Vec<guard_common::policy::ScriptKey>,
 }
 
 /// A sandbox registered in the probes. Call [`RegisteredSandbox::unregister`] when it ended;
@@ -36,6 +38,7 @@ pub struct RegisteredSandbox {
     net4: Vec<aya::maps::lpm_trie::Key<Net4Key>>,
     net6: Vec<aya::maps::lpm_trie::Key<Net6Key>>,
     exec: Vec<ExecKey>,
+    scripts: Vec<guard_common::policy::ScriptKey>,
 }
 
 impl RegisteredSandbox {
@@ -57,6 +60,7 @@ impl RegisteredSandbox {
             net4: entries.net.v4.iter().map(|(k, _)| *k).collect(),
             net6: entries.net.v6.iter().map(|(k, _)| *k).collect(),
             exec: entries.exec.iter().map(|(k, _)| *k).collect(),
+            scripts: entries.scripts.clone(),
             probes: {
                 let write = |source| EbpfError::WriteEntry { cgroup_id, source };
                 for (key, value) in &entries.net.v4 {
@@ -67,6 +71,9 @@ impl RegisteredSandbox {
                 }
                 for (key, value) in &entries.exec {
                     probes.exec_allow.insert(key, value, 0).map_err(write)?;
+                }
+                for key in &entries.scripts {
+                    probes.scripts.insert(key, 1, 0).map_err(write)?;
                 }
                 probes
                     .state
@@ -137,6 +144,9 @@ impl RegisteredSandbox {
         }
         for key in &self.exec {
             note(self.probes.exec_allow.remove(key));
+        }
+        for key in &self.scripts {
+            note(self.probes.scripts.remove(key));
         }
         first_error.map_or(Ok(()), Err)
     }

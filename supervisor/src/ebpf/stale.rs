@@ -35,6 +35,12 @@ impl Probes {
                 .map(|k| u64::from_ne_bytes(k.data().cgroup_id)),
         );
         ids.extend(
+            self.scripts
+                .keys()
+                .filter_map(Result::ok)
+                .map(|k| k.cgroup_id),
+        );
+        ids.extend(
             self.exec_allow
                 .keys()
                 .filter_map(Result::ok)
@@ -68,6 +74,12 @@ impl Probes {
             let id = u64::from_ne_bytes(key.data().cgroup_id);
             if ids.contains(&id) {
                 note(id, self.net6.remove(&key));
+            }
+        }
+        let scripts: Vec<_> = self.scripts.keys().filter_map(Result::ok).collect();
+        for key in scripts {
+            if ids.contains(&key.cgroup_id) {
+                note(key.cgroup_id, self.scripts.remove(&key));
             }
         }
         let exec: Vec<_> = self.exec_allow.keys().filter_map(Result::ok).collect();

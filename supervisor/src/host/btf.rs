@@ -379,7 +379,7 @@ impl<'a> Btf<'a> {
             dentry_inode: self.offset_of("dentry", "d_inode")?,
             bprm_file: self.offset_of("linux_binprm", "file")?,
             valid: 1,
-            reserved: 0,
+            bprm_filename: self.offset_of("linux_binprm", "filename")?,
         })
     }
 }

@@ -24,7 +24,7 @@ pub const KERNEL_NOTES: &str = "/sys/kernel/notes";
 /// Version of the cache format and of what the offsets mean: bump it whenever
 /// `Btf::kernel_offsets` computes something different, so no guard uses offsets cached by
 /// another version of that computation.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"guardko\0";
 /// `KernelOffsets` as little-endian u32 words, in field order.
@@ -154,7 +154,7 @@ fn words(o: &KernelOffsets) -> [u32; WORDS] {
         o.dentry_inode,
         o.bprm_file,
         o.valid,
-        o.reserved,
+        o.bprm_filename,
     ]
 }
 
@@ -173,7 +173,7 @@ fn from_words(w: [u32; WORDS]) -> KernelOffsets {
         dentry_inode: w[10],
         bprm_file: w[11],
         valid: w[12],
-        reserved: w[13],
+        bprm_filename: w[13],
     }
 }
 
@@ -218,7 +218,7 @@ fn decode(bytes: &[u8], key: &[u8]) -> Option<KernelOffsets> {
     }
     let offsets = from_words(w);
     // The probe treats `valid == 0` as "not filled in" and fails closed; a cache never holds that.
-    (offsets.valid == 1 && offsets.reserved == 0).then_some(offsets)
+    (offsets.valid == 1 && offsets.bprm_filename != 0).then_some(offsets)
 }
 
 /// The GNU build id among the ELF notes in `notes` (`Elf_Nhdr` records: name size, descriptor
@@ -277,7 +277,6 @@ mod tests {
     fn offsets(seed: u32) -> KernelOffsets {
         let mut w: [u32; WORDS] = std::array::from_fn(|i| seed + 8 * i as u32);
         w[12] = 1;
-        w[13] = 0;
         from_words(w)
     }
 

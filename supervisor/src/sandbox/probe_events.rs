@@ -49,9 +49,15 @@ pub enum Detail<'a> {
         argv_truncated: bool,
         dev: u64,
         ino: u64,
+        /// For a `#!` script: the interpreter its first line names (the new image).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        interpreter: Option<String>,
         old_pid: u32,
         op: &'static str,
         path: &'a str,
+        /// For a `#!` script: the script the interpreter runs (the exec path).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        script: Option<String>,
     },
     Net {
         #[serde(serialize_with = "as_text")]
@@ -171,15 +177,21 @@ impl Decision<'_> {
                 op: "exec",
                 refused_before_exec: true,
             },
-            ProbeEvent::Exec(exec) => Detail::Exec {
-                argv: &exec.argv,
-                argv_truncated: exec.argv_truncated,
-                dev: exec.dev,
-                ino: exec.ino,
-                old_pid: exec.old_pid,
-                op: "exec",
-                path: self.exe,
-            },
+            ProbeEvent::Exec(exec) => {
+                let (script, interpreter) =
+                    crate::ebpf::scripts::script_of(&exec.filename, exec.dev, exec.ino).unzip();
+                Detail::Exec {
+                    argv: &exec.argv,
+                    argv_truncated: exec.argv_truncated,
+                    dev: exec.dev,
+                    ino: exec.ino,
+                    interpreter,
+                    old_pid: exec.old_pid,
+                    op: "exec",
+                    path: self.exe,
+                    script,
+                }
+            }
             ProbeEvent::Net(net) => Detail::Net {
                 dst: net.addr,
                 ipv4_mapped: net.v4_mapped,

@@ -43,6 +43,16 @@ pub fn attach(plan: &Plan, cgroup: &dyn CgroupManager) -> Result<AttachedProbes,
     let policy = rules::sandbox_policy(plan, cgroup_id)
         .map_err(|err| AttachError::Policy(err.to_string()))?;
     let exec = rules::exec_entries(cgroup_id, &plan.ebpf.exec_allow);
+    let path_var = plan
+        .identity
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let scripts = crate::ebpf::scripts::script_keys(
+        cgroup_id,
+        &crate::ebpf::scripts::scripts(&plan.ebpf.exec_allow, path_var),
+    );
 
     let users = UsersLock::shared()?;
     let guard_cgroup = cgroup
@@ -51,8 +61,16 @@ pub fn attach(plan: &Plan, cgroup: &dyn CgroupManager) -> Result<AttachedProbes,
         .ok_or_else(|| AttachError::Policy("the sandbox cgroup has no parent".to_owned()))?;
     let probes = Probes::open_or_load(guard_cgroup)?;
     let start = probes.start;
-    let sandbox =
-        RegisteredSandbox::register(probes, cgroup_id, SandboxEntries { policy, net, exec })?;
+    let sandbox = RegisteredSandbox::register(
+        probes,
+        cgroup_id,
+        SandboxEntries {
+            policy,
+            net,
+            exec,
+            scripts,
+        },
+    )?;
     Ok(AttachedProbes {
         sandbox,
         start,

@@ -24,7 +24,10 @@ pub fn resolve(
 ) -> Result<PathBuf, ProgramError> {
     let display = name.to_string_lossy().into_owned();
     if name.as_bytes().contains(&b'/') {
-        let path = workdir.join(name);
+        // Lexically without `.` components: the exec probe matches a listed `#!` script by
+        // the exact path the kernel opened it by, so `./tool.sh` must reach it as
+        // `/workdir/tool.sh`, not `/workdir/./tool.sh`.
+        let path: PathBuf = workdir.join(name).components().collect();
         return check(&path).map(|()| path).map_err(|e| match e {
             Check::Missing => ProgramError::NotFound(display),
             Check::NotExecutable => ProgramError::NotExecutable(display),
