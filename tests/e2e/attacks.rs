@@ -211,7 +211,7 @@ fn a_profile_without_base_still_cannot_touch_the_hosts_keyrings() {
         r#"
 name = "nobase"
 [filesystem]
-read = ["/usr", "/etc", "/lib", "/lib64", "/proc/self"]
+read = ["/usr", "/etc", "/lib", "/lib64"]
 execute = ["/usr/bin", "/usr/lib", "/lib64", "/usr/lib64"]
 "#,
     );
@@ -412,4 +412,80 @@ env = {{ keep = ["PATH"], set = {{ GUARD_SOCKET = "{socket}" }} }}
     let run = guard(&args);
     assert_ne!(run.code(), 0, "{run}");
     assert!(run.stderr.contains("inside guard sandbox"), "{run}");
+}
+
+/// An allowlisted binary inside a write path can be rewritten in place (same inode) and then
+/// runs any payload under its allowed name; such a profile is refused unless it accepts that
+/// by name with `process.exec_writable = true`.
+#[test]
+fn an_allowlisted_binary_in_a_write_path_is_refused_unless_accepted() {
+    require_root!();
+    let dir = TempDir::new("exec-writable");
+    let work = dir.mkdir("work");
+    let tool = work.join("tool");
+    fs::copy("/usr/bin/true", &tool).expect("copy true");
+    let marker = work.join("payload-ran");
+    let profile = |accept: bool| {
+        write_profile(
+            &dir,
+            if accept { "accepted" } else { "plain" },
+            &format!(
+                r#"
+name = "ew"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{dir}"]
+write = ["{work}"]
+execute = ["/usr/bin", "/usr/lib", "{work}"]
+[process]
+exec = ["/usr/bin/sh", "/usr/bin/cp", "{tool}"]
+exec_writable = {accept}
+"#,
+                dir = dir.path().display(),
+                work = work.display(),
+                tool = tool.display(),
+            ),
+        )
+    };
+    // The payload: /usr/bin/touch copied over the listed binary (cp keeps the inode).
+    let attack = format!(
+        "cp /usr/bin/touch {tool} && {tool} {marker}",
+        tool = tool.display(),
+        marker = marker.display()
+    );
+    // Accepted by name, the attack works: what the profile lists is only as strong as the
+    // write path, which is what `exec_writable` says.
+    let accepted = profile(true);
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &accepted,
+        "--",
+        "/usr/bin/sh",
+        "-c",
+        &attack,
+    ]);
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(marker.exists(), "the rewritten binary ran the payload");
+    fs::remove_file(&marker).expect("cleanup");
+    fs::copy("/usr/bin/true", &tool).expect("restore");
+
+    let plain = profile(false);
+    let check = guard(&["check", &plain]);
+    assert_eq!(check.code(), 1, "{check}");
+    assert!(
+        check.stderr.contains("overlaps the write path") && check.stderr.contains("exec_writable"),
+        "{check}"
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &plain,
+        "--",
+        "/usr/bin/sh",
+        "-c",
+        &attack,
+    ]);
+    assert_eq!(run.code(), 125, "{run}");
+    assert!(!marker.exists(), "nothing ran");
 }

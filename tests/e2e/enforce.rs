@@ -30,7 +30,7 @@ extends = ["base"]
 [filesystem]
 read = ["/usr", "/etc", "{dir}"]
 write = ["{dir}"]
-execute = ["/usr/bin", "/usr/lib", "{dir}"]
+execute = ["/usr/bin", "/usr/lib"]
 {extra}
 "#,
             dir = dir.path().display()
@@ -306,10 +306,24 @@ fn curl_reaches_the_allowed_server_and_not_the_other() {
 /// (`process.exec`), so anything else that runs was let through by Landlock and must be killed
 /// by the exec probe.
 fn exec_profile(dir: &TempDir) -> String {
-    profile(
+    // Landlock may execute the test dir; `process.exec` (bash, touch) does not overlap the
+    // write path, so the profile needs no `exec_writable`.
+    write_profile(
         dir,
         "exec",
-        "[process]\nexec = [\"/usr/bin/bash\", \"/usr/bin/touch\"]",
+        &format!(
+            r#"
+name = "exec"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{dir}"]
+write = ["{dir}"]
+execute = ["/usr/bin", "/usr/lib", "{dir}"]
+[process]
+exec = ["/usr/bin/bash", "/usr/bin/touch"]
+"#,
+            dir = dir.path().display()
+        ),
     )
 }
 

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::profile::{self, Lookup, ProfileError};
+use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, PlanError};
+use crate::profile::expand::ExpandContext;
+use crate::profile::{self, Lookup, ProfileError, ResolvedProfile};
+use crate::sandbox::launch::error_chain;
 
 /// Exit status when some profile is invalid.
 const INVALID: u8 = 1;
@@ -18,7 +21,13 @@ pub fn run(profiles: &[PathBuf]) -> ExitCode {
     for spec in profiles {
         let spec = spec.to_string_lossy();
         match profile::load(&spec, &lookup) {
-            Ok(p) => println!("{}: ok ({})", p.file, p.name),
+            Ok(p) => match compiles_here(&p) {
+                Ok(()) => println!("{}: ok ({})", p.file, p.name),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("{}: {}", p.file, error_chain(&e));
+                }
+            },
             Err(ProfileError::Invalid(diags)) => {
                 failed = true;
                 eprintln!("{diags}");
@@ -34,4 +43,22 @@ pub fn run(profiles: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Compiles the profile as `guard exec` would from this directory, so what only shows once
+/// paths are expanded (an exec entry overlapping a write path, an unknown `process.user`) is
+/// reported here too rather than first at exec time.
+fn compiles_here(profile: &ResolvedProfile) -> Result<(), PlanError> {
+    let Ok(expand) = ExpandContext::from_process() else {
+        // No current directory to expand `${CWD}` against: the static checks above are all
+        // `guard check` can do here.
+        return Ok(());
+    };
+    let ctx = CompileContext {
+        expand,
+        parent_env: std::env::vars_os().collect(),
+        mode: Mode::Enforce,
+        users: &NixUserResolver,
+    };
+    Plan::compile(profile, &ctx).map(|_| ())
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use super::baseline;
 use super::cgroup::CgroupLimits;
 use super::ebpf::EbpfPolicy;
+use super::exec_writable;
 use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
 use super::seccomp::{SeccompAction, SeccompPlan};
 use super::seccomp_groups::{BASELINE_MARKERS, MARKER_NO_INET, MARKER_NO_UNIX};
@@ -70,6 +71,13 @@ pub enum PlanError {
         #[source]
         source: ExpandError,
     },
+    #[error(
+        "process.exec: {} overlaps the write path {} (filesystem.write), so the tool could \
+         replace what it may run; move one of them, or accept it with process.exec_writable = true",
+        .0.exec.display(),
+        .0.write.display()
+    )]
+    ExecWritable(exec_writable::Overlap),
     #[error(transparent)]
     Baseline(#[from] baseline::BaselineError),
     #[error("process.user: no user `{0}` on this host")]
@@ -213,6 +221,17 @@ impl Plan {
                 .filter(|p| !DYNAMIC_LOADERS.iter().any(|l| p.as_os_str() == *l))
                 .collect(),
         };
+        if !p.process.exec_writable.unwrap_or(false) {
+            let write: Vec<&std::path::Path> = landlock
+                .paths
+                .iter()
+                .filter(|rule| rule.grant.write)
+                .map(|rule| rule.path.as_path())
+                .collect();
+            if let Some(overlap) = exec_writable::first_overlap(&exec_allow, &write) {
+                return Err(PlanError::ExecWritable(overlap));
+            }
+        }
         let ebpf = EbpfPolicy {
             exec_allow,
             connect: p.network.connect.iter().map(ToString::to_string).collect(),

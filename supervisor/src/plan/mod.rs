@@ -8,6 +8,7 @@ mod baseline;
 pub mod cgroup;
 mod compile;
 pub mod ebpf;
+pub mod exec_writable;
 pub mod landlock;
 pub mod seccomp;
 pub mod seccomp_groups;

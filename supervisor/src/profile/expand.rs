@@ -123,7 +123,14 @@ impl Template {
         // A rule is opened by the supervisor, so `/proc/<pid>` names a process that is never
         // the tool (issue 11): granting it would open another process's files to the sandbox.
         let mut components = s.split('/').filter(|c| !c.is_empty());
-        if components.next() == Some("proc")
+        let first = components.next();
+        let second = components.clone().next();
+        if first == Some("proc") && matches!(second, Some("self" | "thread-self")) {
+            return Err(format!(
+                "`{s}`: a rule path is opened by the supervisor, so /proc/self would be guard's own process, never the tool: refusing it"
+            ));
+        }
+        if first == Some("proc")
             && components
                 .next()
                 .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
@@ -225,6 +232,10 @@ mod tests {
         );
         assert!(Template::parse_path("//proc/1").is_err());
         assert!(Template::parse_path("/proc/sysvipc").is_ok());
+        assert!(Template::parse_path("/proc/self").is_err());
+        assert!(Template::parse_path("/proc/self/status").is_err());
+        assert!(Template::parse_path("/proc/thread-self/x").is_err());
+        assert!(Template::parse_path("/proc/selfish").is_ok());
     }
 
     #[test]

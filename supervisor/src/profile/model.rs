@@ -57,6 +57,7 @@ pub struct RawNetwork {
 #[serde(deny_unknown_fields)]
 pub struct RawProcess {
     pub exec: StrList,
+    pub exec_writable: Option<Spanned<bool>>,
     pub user: Option<Str>,
     pub env: Option<RawEnv>,
 }

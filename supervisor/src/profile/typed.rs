@@ -43,6 +43,9 @@ pub struct Network {
 pub struct Process {
     /// `None`: the exec allowlist defaults to `filesystem.execute`.
     pub exec: Option<Vec<Template>>,
+    /// `process.exec_writable`: accept exec entries that overlap a write path (the tool can
+    /// then replace what it may run; see `plan::exec_writable`).
+    pub exec_writable: Option<bool>,
     pub user: Option<String>,
     pub env_keep: Vec<String>,
     pub env_set: BTreeMap<String, Template>,
@@ -112,6 +115,10 @@ impl Profile {
             (_, None) => {}
         }
         over(&mut self.process.user, &child.process.user);
+        over(
+            &mut self.process.exec_writable,
+            &child.process.exec_writable,
+        );
         union(&mut self.process.env_keep, &child.process.env_keep);
         for (k, v) in &child.process.env_set {
             self.process.env_set.insert(k.clone(), v.clone());

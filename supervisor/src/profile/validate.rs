@@ -202,6 +202,7 @@ fn process(r: &mut Reporter<'_>, raw: super::model::RawProcess) -> Process {
         exec: raw
             .exec
             .map(|e| list(r, "process.exec", Some(e), Template::parse_path)),
+        exec_writable: raw.exec_writable.map(Spanned::into_inner),
         user: one(r, "process.user", raw.user, |s| {
             values::check_user(s).map(|()| s.to_owned())
         }),
