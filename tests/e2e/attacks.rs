@@ -489,3 +489,69 @@ exec_writable = {accept}
     assert_eq!(run.code(), 125, "{run}");
     assert!(!marker.exists(), "nothing ran");
 }
+
+/// Write access to a cgroup mount lets a root-uid tool leave the sandbox's cgroup (or make a
+/// child it controls), to bpffs unpin guard's probes, to its own audit log rewrite the
+/// evidence: no profile may grant them, whatever it says.
+#[test]
+fn no_profile_can_grant_writes_on_cgroups_bpffs_or_its_own_audit_log() {
+    require_root!();
+    let dir = TempDir::new("protected");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount_of = |fstype: &str| {
+        mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next()? == fstype)
+                .then(|| left.split(' ').nth(4).map(str::to_owned))?
+        })
+    };
+    let cgroup2 = mount_of("cgroup2").expect("a cgroup2 mount (guard needs one)");
+    // Bare, root creates (and removes) a cgroup there: the attack a write grant would allow.
+    let child = Path::new(&cgroup2).join(format!("guard-e2e-protected-{}", std::process::id()));
+    fs::create_dir(&child).expect("bare mkdir of a cgroup");
+    fs::remove_dir(&child).expect("rmdir");
+
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let try_write = |label: &str, write: &str, audit_log: Option<&Path>| {
+        let profile = write_profile(
+            &dir,
+            label,
+            &format!(
+                "name = \"{label}\"\nextends = [\"base\"]\n[filesystem]\nread = [\"/usr\"]\n\
+                 write = [\"{write}\", \"{dir}\"]\nexecute = [\"/usr/bin\"]\n",
+                dir = dir.path().display()
+            ),
+        );
+        let mut args = vec!["exec".to_owned()];
+        if let Some(log) = audit_log {
+            args.extend(["--audit-log".to_owned(), log.display().to_string()]);
+        }
+        args.extend(["--profile", &profile, "--", "/bin/sh", "-c", &touch].map(str::to_owned));
+        let run = guard(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(run.code(), 125, "{label}: {run}");
+        assert!(run.stderr.contains("cannot be granted"), "{label}: {run}");
+        assert!(!marker.exists(), "{label}: nothing ran");
+        if audit_log.is_none() {
+            let check = guard(&["check", &profile]);
+            assert_eq!(check.code(), 1, "{label}: {check}");
+            assert!(
+                check.stderr.contains("cannot be granted"),
+                "{label}: {check}"
+            );
+        }
+    };
+    try_write("cgroup2", &cgroup2, None);
+    match mount_of("bpf") {
+        Some(bpffs) => try_write("bpffs", &bpffs, None),
+        None => eprintln!("skipping the bpffs case: no bpf file system mounted"),
+    }
+    try_write("run", "/run", None);
+    // The audit log of the run inside a write path (the tool could rewrite its own record).
+    let logs = dir.mkdir("logs");
+    try_write(
+        "own-log",
+        &logs.display().to_string(),
+        Some(&logs.join("audit.jsonl")),
+    );
+}

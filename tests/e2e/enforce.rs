@@ -117,7 +117,9 @@ fn tcp_connects_outside_the_rules_fail_and_the_listener_sees_nothing() {
         "tcp",
         &format!("[network]\nconnect = [\"127.0.0.1:{port}\"]"),
     );
-    let log = dir.path().join("audit.jsonl");
+    // Outside the profile's write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("logs");
+    let log = logs.path().join("audit.jsonl");
     let script = format!(
         "echo a >/dev/tcp/127.0.0.1/{port} && echo ok-allowed; \
          echo b >/dev/tcp/127.0.0.2/{port} && echo ok-denied; exit 0"
@@ -512,7 +514,9 @@ fn audit_mode_lets_it_through_and_records_it() {
         "audit",
         &format!("[network]\nconnect = [\"127.0.0.1:{port}\"]"),
     );
-    let log = dir.path().join("audit.jsonl");
+    // Outside the profile's write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("logs");
+    let log = logs.path().join("audit.jsonl");
     let run = guard(&[
         "exec",
         "--profile",
@@ -559,7 +563,9 @@ fn ten_thousand_execs_and_connects_are_all_recorded_or_reported_lost() {
         "storm",
         &format!("[network]\nconnect = [\"127.0.0.1:{port}\"]"),
     );
-    let log = dir.path().join("audit.jsonl");
+    // Outside the profile's write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("logs");
+    let log = logs.path().join("audit.jsonl");
     let script = format!(
         "for ((i = 0; i < {N}; i++)); do /usr/bin/true; done; {PYTHON} -c \"
 import socket
@@ -603,7 +609,9 @@ fn a_finished_sandbox_leaves_nothing_in_the_probes() {
     require_root!();
     let dir = TempDir::new("ebpf-clean");
     let p = profile(&dir, "clean", "");
-    let log = dir.path().join("audit.jsonl");
+    // Outside the profile's write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("logs");
+    let log = logs.path().join("audit.jsonl");
     let run = exec_logged(&p, &log, &["/usr/bin/true"]);
     assert_eq!(run.code(), 0, "{run}");
     // Registering and removing the sandbox's entries is silent when all goes well.
@@ -641,11 +649,12 @@ fn concurrent_sandboxes_each_read_only_their_own_records_from_reused_ring_slots(
     // Two waves of four sandboxes at once: the second wave claims the ring slots the first one
     // used (a slot keeps its ring buffer), so a record left in a reused ring would show up in
     // the wrong log.
+    let logs = TempDir::new("ring-logs");
     for wave in 0..2 {
         let runs: Vec<_> = (0..4)
             .map(|i| {
                 let marker = format!("marker-{wave}-{i}");
-                let log = dir.path().join(format!("{marker}.jsonl"));
+                let log = logs.path().join(format!("{marker}.jsonl"));
                 let p = p.clone();
                 std::thread::spawn(move || {
                     let script = format!("sleep 0.3; /usr/bin/echo {marker}");

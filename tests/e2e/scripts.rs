@@ -71,7 +71,9 @@ fn a_listed_script_runs_and_its_interpreter_alone_is_killed() {
         .expect("sh");
     assert!(String::from_utf8_lossy(&bare.stdout).contains("other-ran"));
 
-    let log = dir.path().join("audit.jsonl");
+    // Outside the profile's write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("logs");
+    let log = logs.path().join("audit.jsonl");
     let log_arg = log.to_str().unwrap();
     let run = guard(&[
         "exec",

@@ -11,6 +11,7 @@ use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, PlanError};
 use crate::profile::expand::ExpandContext;
 use crate::profile::{self, Lookup, ProfileError, ResolvedProfile};
 use crate::sandbox::launch::error_chain;
+use crate::sandbox::protected;
 
 /// Exit status when some profile is invalid.
 const INVALID: u8 = 1;
@@ -25,7 +26,7 @@ pub fn run(profiles: &[PathBuf]) -> ExitCode {
                 Ok(()) => println!("{}: ok ({})", p.file, p.name),
                 Err(e) => {
                     failed = true;
-                    eprintln!("{}: {}", p.file, error_chain(&e));
+                    eprintln!("{}: {e}", p.file);
                 }
             },
             Err(ProfileError::Invalid(diags)) => {
@@ -48,7 +49,7 @@ pub fn run(profiles: &[PathBuf]) -> ExitCode {
 /// Compiles the profile as `guard exec` would from this directory, so what only shows once
 /// paths are expanded (an exec entry overlapping a write path, an unknown `process.user`) is
 /// reported here too rather than first at exec time.
-fn compiles_here(profile: &ResolvedProfile) -> Result<(), PlanError> {
+fn compiles_here(profile: &ResolvedProfile) -> Result<(), String> {
     let Ok(expand) = ExpandContext::from_process() else {
         // No current directory to expand `${CWD}` against: the static checks above are all
         // `guard check` can do here.
@@ -60,5 +61,14 @@ fn compiles_here(profile: &ResolvedProfile) -> Result<(), PlanError> {
         mode: Mode::Enforce,
         users: &NixUserResolver,
     };
-    Plan::compile(profile, &ctx).map(|_| ())
+    let plan = Plan::compile(profile, &ctx).map_err(|e: PlanError| error_chain(&e))?;
+    protected::check_write_paths(
+        plan.landlock
+            .paths
+            .iter()
+            .filter(|rule| rule.grant.write)
+            .map(|rule| rule.path.as_path()),
+        None,
+    )
+    .map_err(|e| e.to_string())
 }

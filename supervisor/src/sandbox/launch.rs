@@ -19,6 +19,7 @@ use super::landlock::{self as sandbox_landlock, LandlockGap};
 use super::monitor::ProbeFeed;
 use super::probes::{self, AttachError, AttachedProbes};
 use super::program::{self, ProgramError};
+use super::protected;
 use super::seccomp;
 use super::sentinel::{Sentinel, SentinelError};
 use super::supervise::{self, Deadlines, Ending};
@@ -39,6 +40,8 @@ pub struct LaunchRequest {
 pub enum LaunchError {
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error(transparent)]
+    Protected(#[from] protected::ProtectedWrite),
     #[error("an argument or environment value contains a NUL byte")]
     NulByte,
     #[error("preparing the Landlock ruleset")]
@@ -108,6 +111,17 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str());
     let program = program::resolve(name, sandbox_path, &request.workdir)?;
+
+    // 1b. No write grant on the kernel's control files or guard's own state (the audit log of
+    //     this run included), whatever the profile says: see `protected`.
+    protected::check_write_paths(
+        plan.landlock
+            .paths
+            .iter()
+            .filter(|rule| rule.grant.write)
+            .map(|rule| rule.path.as_path()),
+        request.audit_log.as_deref(),
+    )?;
 
     // 2. Build the Landlock ruleset and the seccomp program here, in the parent: the child must
     //    not allocate after fork. A part the kernel cannot enforce stops us (fail closed).

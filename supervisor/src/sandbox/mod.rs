@@ -14,6 +14,7 @@ mod monitor;
 mod probe_events;
 mod probes;
 pub mod program;
+pub mod protected;
 pub mod rule_paths;
 pub mod seccomp;
 mod sentinel;
