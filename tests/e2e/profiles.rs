@@ -26,9 +26,12 @@ fn nonce(label: &str) -> String {
     format!("{label}-{}-{nanos}", std::process::id())
 }
 
-/// The kernel's denial as a tool prints it: EACCES (Landlock) or EPERM (seccomp, eBPF).
+/// The kernel's denial as a tool prints it: EACCES (Landlock), EROFS (the read-only file tree
+/// outside the write paths) or EPERM (seccomp, eBPF).
 fn denied(text: &str) -> bool {
-    text.contains("Permission denied") || text.contains("Operation not permitted")
+    text.contains("Permission denied")
+        || text.contains("Read-only file system")
+        || text.contains("Operation not permitted")
 }
 
 /// A directory outside /tmp, `$TMPDIR` and `$HOME` (which profiles such as `build` may write),
@@ -186,7 +189,10 @@ fn python_writes_in_the_workdir_only() {
     let script = format!("open('{}', 'w').write('pwned')", target.display());
     let out = exec_in("python", &work, &["/usr/bin/python3", "-c", &script]);
     assert_ne!(out.code(), 0, "{out}");
-    assert!(out.stderr.contains("PermissionError"), "{out}");
+    assert!(
+        out.stderr.contains("PermissionError") || out.stderr.contains("Read-only file system"),
+        "{out}"
+    );
     assert!(denied(&out.stderr), "{out}");
     assert!(!target.exists(), "python wrote {}", target.display());
 

@@ -172,7 +172,9 @@ fn cgroup_v2_limits_are_the_v2_files_and_memory_is_oom_killed() {
     require_pure_cgroup2!();
     let dir = TempDir::new("vm-memory");
     let profile = cgroup_profile(&dir, "memory = \"64MiB\"\npids = 16\ncpu = 0.5\n");
-    let log = dir.path().join("audit.jsonl");
+    // Outside the write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("vm-logs");
+    let log = logs.path().join("audit.jsonl");
     let script = format!(
         "{}b = b'x' * (512 << 20)\nprint('survived')\n",
         print_cgroup_files(&["memory.max", "pids.max", "cpu.max"])
@@ -387,7 +389,9 @@ env = {{ keep = ["PATH"] }}
     );
     let made = dir.path().join("made-by-mkdir");
     let after = dir.path().join("after");
-    let log = dir.path().join("audit.jsonl");
+    // Outside the write path: guard refuses to run with its own log writable.
+    let logs = TempDir::new("vm-logs");
+    let log = logs.path().join("audit.jsonl");
     let script = format!(
         "/usr/bin/mkdir {made}; echo rc=$?; touch {after}",
         made = made.display(),

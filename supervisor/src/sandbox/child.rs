@@ -14,6 +14,7 @@ use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::handshake::{ChildFailure, ChildStep, GO};
+use super::mounts::{self, MountPlan};
 use super::seccomp::CompiledSeccomp;
 use crate::plan::UserIds;
 
@@ -36,6 +37,8 @@ pub struct ChildSetup<'a> {
     /// The Landlock ruleset fd; `None` when Landlock is not applied (audit mode, no Landlock).
     pub landlock_ruleset: Option<RawFd>,
     pub seccomp: Option<&'a CompiledSeccomp>,
+    /// The read-only file tree; `None` in audit mode (nothing is denied there).
+    pub mounts: Option<&'a MountPlan>,
     /// Read end of the go pipe.
     pub go: RawFd,
     /// Write end of the close-on-exec report pipe.
@@ -182,6 +185,20 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
         //     rather than as a clone flag so the clone3 and the fork paths behave alike.
         if libc::unshare(libc::CLONE_NEWIPC) != 0 {
             fail(setup.report, ChildStep::IpcNamespace, errno(), 125);
+        }
+
+        // 2c. A mount namespace whose tree is read-only outside the write paths (see
+        //     `mounts`): metadata changes (chmod, utimensat, setxattr, chattr) that Landlock
+        //     cannot refuse fail with EROFS. Needs CAP_SYS_ADMIN, so before step 3. The working
+        //     directory is entered again: the one from step 1 may now be covered by a writable
+        //     clone of a write path.
+        if let Some(plan) = setup.mounts {
+            if let Err(code) = mounts::seal(plan) {
+                fail(setup.report, ChildStep::Mounts, code, 125);
+            }
+            if libc::chdir(setup.workdir.as_ptr()) != 0 {
+                fail(setup.report, ChildStep::Workdir, errno(), 125);
+            }
         }
 
         // 3. Capabilities, bounding set first: dropping it needs CAP_SETPCAP, which the user

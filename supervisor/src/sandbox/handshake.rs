@@ -28,6 +28,7 @@ pub enum ChildStep {
     Exec = 11,
     Stdio = 12,
     IpcNamespace = 13,
+    Mounts = 14,
 }
 
 impl ChildStep {
@@ -47,6 +48,7 @@ impl ChildStep {
             Exec,
             Stdio,
             IpcNamespace,
+            Mounts,
         ]
         .into_iter()
         .find(|step| *step as u8 == value)
@@ -68,6 +70,7 @@ impl ChildStep {
             ChildStep::Exec => "executing the command",
             ChildStep::Stdio => "setting up standard streams",
             ChildStep::IpcNamespace => "entering a private IPC namespace",
+            ChildStep::Mounts => "making the file tree read-only outside the write paths",
         }
     }
 }

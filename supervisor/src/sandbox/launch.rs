@@ -17,6 +17,7 @@ use super::coverage;
 use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock::{self as sandbox_landlock, LandlockGap};
 use super::monitor::ProbeFeed;
+use super::mounts::{MountPlan, MountPlanError};
 use super::probes::{self, AttachError, AttachedProbes};
 use super::program::{self, ProgramError};
 use super::protected;
@@ -40,6 +41,8 @@ pub struct LaunchRequest {
 pub enum LaunchError {
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error("preparing the read-only file tree")]
+    Mounts(#[from] MountPlanError),
     #[error(transparent)]
     Protected(#[from] protected::ProtectedWrite),
     #[error("an argument or environment value contains a NUL byte")]
@@ -218,6 +221,12 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let rlimits = rlimits(plan);
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
+    // The read-only file tree's write mounts, prepared here: the child may not allocate.
+    let mount_plan = if enforce {
+        Some(MountPlan::new(&plan.landlock)?)
+    } else {
+        None
+    };
     let setup = ChildSetup {
         program: &program_c,
         argv: &argv,
@@ -229,6 +238,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         groups: &plan.identity.groups,
         landlock_ruleset: landlock.as_ref().map(AsRawFd::as_raw_fd),
         seccomp: Some(&filter),
+        mounts: mount_plan.as_ref(),
         go: go_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
         supervisor_pid: nix::unistd::getpid().as_raw(),

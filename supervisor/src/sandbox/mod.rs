@@ -11,6 +11,7 @@ pub mod handshake;
 pub mod landlock;
 pub mod launch;
 mod monitor;
+pub mod mounts;
 mod probe_events;
 mod probes;
 pub mod program;
