@@ -240,6 +240,72 @@ execute = ["/usr/bin", "/usr/lib", "/lib64", "/usr/lib64"]
     );
 }
 
+/// A root-uid tool owns root's files, and inode flags (`chattr +A`, `+d`) need only ownership:
+/// FS_IOC_SETFLAGS goes through an fd opened read-only, which Landlock's read rule allows.
+#[test]
+fn inode_flags_of_a_readable_file_cannot_be_changed() {
+    require_root!();
+    let dir = TempDir::new("chattr");
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, "hello").expect("write victim");
+    let flags = |path: &Path| -> String {
+        let out = std::process::Command::new("lsattr")
+            .arg(path)
+            .output()
+            .expect("lsattr");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Bare: chattr +A works on this file system (else the test cannot show anything).
+    let bare = std::process::Command::new("chattr")
+        .arg("+A")
+        .arg(&victim)
+        .status()
+        .expect("chattr");
+    if !bare.success() || !flags(&victim).contains('A') {
+        eprintln!(
+            "skipping: chattr +A does not work on {} here",
+            victim.display()
+        );
+        return;
+    }
+    std::process::Command::new("chattr")
+        .arg("-A")
+        .arg(&victim)
+        .status()
+        .expect("chattr");
+    let before = flags(&victim);
+
+    let profile = write_profile(
+        &dir,
+        "chattr",
+        &format!(
+            r#"
+name = "chattr"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{victim}"]
+execute = ["/usr/bin", "/usr/lib"]
+"#,
+            victim = victim.display()
+        ),
+    );
+    let cmd = format!("chattr +A {}; echo status=$?", victim.display());
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &cmd]);
+    assert!(
+        run.stdout.contains("status=1"),
+        "chattr failed inside: {run}"
+    );
+    assert_eq!(
+        flags(&victim),
+        before,
+        "the flags seen from outside are unchanged"
+    );
+}
+
 /// TCP Fast Open connects inside sendto(MSG_FASTOPEN), not connect(2): the connect hooks must
 /// still see it, for IPv4 and for IPv4-mapped IPv6.
 #[test]
@@ -554,4 +620,157 @@ fn no_profile_can_grant_writes_on_cgroups_bpffs_or_its_own_audit_log() {
         &logs.display().to_string(),
         Some(&logs.join("audit.jsonl")),
     );
+}
+
+/// A root-uid tool owns root's files: chmod, chown, utimensat and setxattr need only
+/// ownership, and Landlock has no right for them. The read-only file tree refuses them
+/// outside the write paths, and ordinary tools still work inside.
+#[test]
+fn metadata_of_files_outside_the_write_paths_cannot_change() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_root!();
+    let dir = TempDir::new("metadata");
+    let victim = dir.path().join("victim.txt");
+    let work = dir.mkdir("work");
+    fs::write(&victim, "hello").expect("victim");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let attack = format!(
+        "chmod 600 {v}; chown 1:1 {v}; touch -m -d 2001-01-01 {v}; \
+         python3 -c \"import os; os.setxattr('{v}', 'user.x', b'1')\"; \
+         cd {w} && echo x > f && tar cf t.tar f && mkdir u && tar xf t.tar -C u && \
+         cp -p f g && chmod 700 g && touch -d 2001-01-01 g && echo inside-ok",
+        v = victim.display(),
+        w = work.display()
+    );
+    let before = fs::metadata(&victim).expect("stat");
+    // Bare, every change goes through (then the file is restored).
+    let bare = std::process::Command::new("/bin/sh")
+        .args(["-c", &attack])
+        .output()
+        .expect("sh");
+    let changed = fs::metadata(&victim).expect("stat");
+    assert!(
+        String::from_utf8_lossy(&bare.stdout).contains("inside-ok"),
+        "{bare:?}"
+    );
+    assert_eq!(changed.mode() & 0o777, 0o600, "bare chmod works");
+    assert_eq!(changed.uid(), 1, "bare chown works");
+    fs::remove_file(&victim).expect("reset");
+    fs::write(&victim, "hello").expect("victim");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::remove_dir_all(&work).expect("reset");
+    fs::create_dir(&work).expect("mkdir");
+    let before_mtime = fs::metadata(&victim).expect("stat").mtime();
+    let _ = before;
+
+    let profile = write_profile(
+        &dir,
+        "metadata",
+        &format!(
+            r#"
+name = "metadata"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{dir}"]
+write = ["{work}"]
+execute = ["/usr/bin", "/usr/lib"]
+"#,
+            dir = dir.path().display(),
+            work = work.display()
+        ),
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &profile,
+        "--",
+        "/bin/sh",
+        "-c",
+        &attack,
+    ]);
+    assert!(
+        run.stdout.contains("inside-ok"),
+        "tar, cp, chmod work in the write path: {run}"
+    );
+    let after = fs::metadata(&victim).expect("stat");
+    assert_eq!(after.mode() & 0o777, 0o644, "mode unchanged: {run}");
+    assert_eq!(after.uid(), 0, "owner unchanged: {run}");
+    assert_eq!(after.mtime(), before_mtime, "mtime unchanged: {run}");
+    let xattr = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            &format!("import os; print(os.listxattr('{}'))", victim.display()),
+        ])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&xattr.stdout).trim(),
+        "[]",
+        "no xattr was set"
+    );
+    assert!(
+        work.join("u/f").exists() && work.join("g").exists(),
+        "{run}"
+    );
+}
+
+/// A library written into a write path and preloaded runs its code inside an allowed binary
+/// (mapping a library needs no exec right from Landlock). Write paths no execute rule covers
+/// are mounted noexec, so the loader cannot map it.
+#[test]
+fn a_payload_library_in_a_write_path_cannot_be_preloaded() {
+    require_root!();
+    let dir = TempDir::new("preload");
+    let work = dir.mkdir("work");
+    let source = dir.path().join("payload.c");
+    fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void p(void) {{ \
+             FILE *f = fopen(\"{}/PAYLOAD\", \"w\"); if (f) {{ fputs(\"ran\", f); fclose(f); }} }}\n",
+            work.display()
+        ),
+    )
+    .expect("payload source");
+    let library = work.join("payload.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: no C compiler to build the payload library");
+        return;
+    }
+    let marker = work.join("PAYLOAD");
+    // Bare: the payload runs inside /usr/bin/true.
+    let bare = std::process::Command::new("/usr/bin/true")
+        .env("LD_PRELOAD", &library)
+        .status()
+        .expect("true");
+    assert!(
+        bare.success() && marker.exists(),
+        "bare preload runs the payload"
+    );
+    fs::remove_file(&marker).expect("reset");
+
+    let profile = write_profile(
+        &dir,
+        "preload",
+        &format!(
+            r#"
+name = "preload"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc", "{work}"]
+write = ["{work}"]
+execute = ["/usr/bin", "/usr/lib"]
+"#,
+            work = work.display()
+        ),
+    );
+    let cmd = format!("LD_PRELOAD={} /usr/bin/true; echo done", library.display());
+    let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &cmd]);
+    assert!(run.stdout.contains("done"), "{run}");
+    assert!(!marker.exists(), "the payload never ran: {run}");
 }

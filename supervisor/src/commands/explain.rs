@@ -448,7 +448,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     }
     say!(
         o,
-        "  namespaces: a private IPC namespace (System V shared memory, queues and semaphores of the host are invisible, the sandbox's own vanish with the run); the pid, mount and network namespaces are still the host's, and /proc/<pid> paths are refused in profiles (rules are opened by guard, so /proc/self would mean guard)"
+        "  namespaces: a private IPC namespace (System V shared memory, queues and semaphores of the host are invisible, the sandbox's own vanish with the run); a mount namespace whose file tree is read-only outside the write paths (EROFS for writes and for chmod, chown, utimensat, setxattr, chattr there; write paths no execute rule overlaps are noexec); the pid and network namespaces are still the host's, and /proc/self and /proc/<pid> paths are refused in profiles (rules are opened by guard, so they would mean guard or another process); symlink targets (readlink) outside the read paths stay readable: Landlock has no right for them"
     );
     let set: Vec<&String> = p.process.env_set.keys().collect();
     say!(
@@ -470,7 +470,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     }
     say!(
         o,
-        "  files:   always EACCES (Landlock); syscalls: the profile's own entries per syscalls.action, the baseline always EPERM (or kill)"
+        "  files:   always EACCES (Landlock) or EROFS (read-only tree); syscalls: the profile's own entries per syscalls.action, the baseline always EPERM (or kill)"
     );
     say!(o);
 
