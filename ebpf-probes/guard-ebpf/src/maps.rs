@@ -8,7 +8,7 @@
 use aya_ebpf::{
     btf_maps::{ArrayOfMaps, RingBuf},
     macros::{btf_map, map},
-    maps::{HashMap, LpmTrie, PerCpuArray},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use guard_common::{
     SandboxPolicy, SandboxState,
@@ -41,6 +41,23 @@ pub static NET4: LpmTrie<Net4Key, PortRules> = LpmTrie::with_max_entries(65536, 
 /// (cgroup, kind, IPv6 prefix) -> allowed ports.
 #[map]
 pub static NET6: LpmTrie<Net6Key, PortRules> = LpmTrie::with_max_entries(65536, 0);
+
+/// A UDP destination one sandbox has sent to (kernel-side only; userspace never reads it).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UdpPeerKey {
+    pub cgroup_id: u64,
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+
+/// UDP destinations recently sent to, per sandbox: a datagram to a destination not in here
+/// takes a `connects_per_minute` token, as a TCP connect does ([`crate::net`]). LRU, so a
+/// flood of new destinations evicts old ones, which then count again: never fewer tokens.
+#[map]
+pub static UDP_PEERS: LruHashMap<UdpPeerKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
 /// (cgroup, dev, inode) -> `EXEC_ALLOW_FILE` or `EXEC_ALLOW_TREE`.
 #[map]

@@ -34,7 +34,9 @@ use guard_common::{
 };
 
 use crate::identity::current_sandbox;
-use crate::maps::{NET4, NET6, SANDBOX_STATE, count_error, count_lost, ring_of};
+use crate::maps::{
+    NET4, NET6, SANDBOX_STATE, UDP_PEERS, UdpPeerKey, count_error, count_lost, ring_of,
+};
 use crate::rate;
 use crate::wake;
 
@@ -114,7 +116,19 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
             violated = Some(rule);
         }
     }
-    if violated.is_none() && op == Op::Connect && policy.connects_per_minute != 0 {
+    // A UDP datagram to a destination this sandbox has not sent to recently counts like a
+    // connect: otherwise `connects_per_minute` would not limit UDP at all.
+    let peer = UdpPeerKey {
+        cgroup_id,
+        addr: target.addr,
+        port: target.port,
+        family: target.family,
+        _pad: 0,
+    };
+    // SAFETY: a plain map lookup; the value is not dereferenced.
+    let new_udp_peer = op == Op::Send && unsafe { UDP_PEERS.get(&peer) }.is_none();
+    if violated.is_none() && (op == Op::Connect || new_udp_peer) && policy.connects_per_minute != 0
+    {
         match SANDBOX_STATE.get_ptr_mut(&cgroup_id) {
             Some(state) => {
                 // SAFETY: map value pointer from a successful lookup.
@@ -129,6 +143,11 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
         }
     }
 
+    if violated.is_none() && new_udp_peer && policy.connects_per_minute != 0 {
+        // Remembered only once allowed; a full map evicts the oldest peer (LRU), so a failure
+        // here only means the next datagram to it takes a token again.
+        let _ = UDP_PEERS.insert(&peer, &1, 0);
+    }
     let (verdict, ret) = match violated {
         None => (Verdict::Allow, ALLOW),
         Some(_) if policy.flags & POLICY_AUDIT != 0 => (Verdict::Audit, ALLOW),
