@@ -20,6 +20,8 @@ pub fn exit_code(ending: Ending) -> u8 {
         Ending::Exited(code) => (code & 0xff) as u8,
         Ending::Signaled(signal) => 128u8.saturating_add((signal & 0x7f) as u8),
         Ending::WallTime | Ending::CpuTime => KILLED,
+        // guard failed at its own job: the contract's 125, not a kill status.
+        Ending::KillFailed(_) => GUARD_FAILED,
     }
 }
 
@@ -35,5 +37,10 @@ mod tests {
         assert_eq!(exit_code(Ending::Signaled(9)), 137);
         assert_eq!(exit_code(Ending::WallTime), 137);
         assert_eq!(exit_code(Ending::CpuTime), 137);
+        assert_eq!(
+            exit_code(Ending::KillFailed("limits.wall_time")),
+            125,
+            "a failed kill is guard's failure, never reported as a kill"
+        );
     }
 }

@@ -493,6 +493,18 @@ fn report_ending(
             format!("CPU time limit of {} used up", human(plan.time.cpu_time)),
             json!({ "limit_ms": plan.time.cpu_time.map(|d| d.as_millis() as u64) }),
         )),
+        Ending::KillFailed(key) => {
+            eprintln!(
+                "guard: error: {key} reached but the sandbox could not be killed; only the command was sent SIGKILL, its other processes may survive"
+            );
+            limits.push((
+                key,
+                Verdict::Deny,
+                Enforcer::Supervisor,
+                format!("{key} reached; killing the sandbox failed"),
+                json!({ "kill_failed": true }),
+            ));
+        }
         _ => {}
     }
     if events.oom_kills > 0 {
@@ -537,7 +549,7 @@ fn report_ending(
     let (status, signal) = match ending {
         Ending::Exited(status) => (Some(status), None),
         Ending::Signaled(signal) => (None, Some(signal)),
-        Ending::WallTime | Ending::CpuTime => (None, Some(libc::SIGKILL)),
+        Ending::WallTime | Ending::CpuTime | Ending::KillFailed(_) => (None, Some(libc::SIGKILL)),
     };
     if let Err(err) = audit.record(
         AuditEvent::Exit,

@@ -167,9 +167,13 @@ impl Watcher for Monitor<'_> {
         Some(usage.unwrap_or(Duration::MAX))
     }
 
-    fn kill_sandbox(&mut self) {
-        if let Err(err) = self.cgroup.kill_all() {
-            eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
+    fn kill_sandbox(&mut self) -> bool {
+        match self.cgroup.kill_all() {
+            Ok(()) => true,
+            Err(err) => {
+                eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
+                false
+            }
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum Ending {
     WallTime,
     /// guard killed the sandbox: `limits.cpu_time` used up.
     CpuTime,
+    /// A time limit (the profile key) was reached but killing the sandbox failed: reported as
+    /// a failure, never as a kill. Only the command itself was sent SIGKILL.
+    KillFailed(&'static str),
 }
 
 /// Errors of the wait loop.
@@ -83,8 +86,9 @@ pub trait Watcher {
     fn drain_interval(&self) -> Option<Duration>;
     /// CPU time used by the whole sandbox so far, if known.
     fn cpu_used(&mut self) -> Option<Duration>;
-    /// Ends every process of the sandbox (used on wall/CPU time and when the command exits).
-    fn kill_sandbox(&mut self);
+    /// Ends every process of the sandbox (used on wall/CPU time and when the command exits);
+    /// false when that failed.
+    fn kill_sandbox(&mut self) -> bool;
 }
 
 /// Time limits of one run.
@@ -111,18 +115,26 @@ pub fn supervise(
         if let Some(deadline) = wall_deadline
             && Instant::now() >= deadline
         {
-            watcher.kill_sandbox();
+            let killed = kill_or_fallback(watcher, child);
             reap_blocking(child)?;
             watcher.drain();
-            return Ok(Ending::WallTime);
+            return Ok(if killed {
+                Ending::WallTime
+            } else {
+                Ending::KillFailed("limits.wall_time")
+            });
         }
         if let Some(limit) = deadlines.cpu_time
             && watcher.cpu_used().is_some_and(|used| used >= limit)
         {
-            watcher.kill_sandbox();
+            let killed = kill_or_fallback(watcher, child);
             reap_blocking(child)?;
             watcher.drain();
-            return Ok(Ending::CpuTime);
+            return Ok(if killed {
+                Ending::CpuTime
+            } else {
+                Ending::KillFailed("limits.cpu_time")
+            });
         }
 
         let drain_interval = watcher.drain_interval();
@@ -215,6 +227,16 @@ fn reap(child: Pid) -> Result<Option<Ending>, SuperviseError> {
             Err(err) => return Err(SuperviseError::Wait(err)),
         }
     }
+}
+
+/// Kills the sandbox; when that fails, SIGKILLs the command itself so the reap below cannot
+/// wait forever, and says the sandbox kill failed.
+fn kill_or_fallback(watcher: &mut dyn Watcher, child: Pid) -> bool {
+    if watcher.kill_sandbox() {
+        return true;
+    }
+    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+    false
 }
 
 /// Blocking reap after the sandbox was killed.
