@@ -39,6 +39,27 @@ pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
         })
 }
 
+/// `dir/cgroup.kill`, opened for writing now (kernel 5.14+; `None` without it), so that the
+/// kill at the end of the run needs no new descriptor: a sandbox that exhausted or lowered
+/// what guard may open must not be able to keep guard from killing it.
+pub fn open_kill_file(dir: &Path) -> Option<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+        .ok()
+}
+
+/// Writes `1` to a `cgroup.kill` opened by [`open_kill_file`].
+pub fn write_kill(file: &std::fs::File, dir: &Path) -> Result<(), CgroupError> {
+    (&*file)
+        .write_all(b"1")
+        .map_err(|source| CgroupError::Write {
+            path: dir.join("cgroup.kill"),
+            value: "1".to_owned(),
+            source,
+        })
+}
+
 /// Whether the control file `dir/file` exists (optional kernel features: swap accounting,
 /// `cgroup.kill`, `memory.peak`).
 pub fn exists(dir: &Path, file: &str) -> bool {

@@ -24,6 +24,9 @@ pub struct HybridManager {
     freezer: Option<PathBuf>,
     unified: PathBuf,
     unified_id: u64,
+    /// The unified directory's `cgroup.kill`, open from creation on (see
+    /// [`files::open_kill_file`]).
+    kill_file: Option<std::fs::File>,
 }
 
 impl HybridManager {
@@ -80,6 +83,7 @@ impl HybridManager {
             pids,
             cpu,
             freezer,
+            kill_file: files::open_kill_file(&unified),
             unified,
             unified_id,
         })
@@ -122,6 +126,7 @@ impl HybridManager {
             pids,
             cpu,
             freezer,
+            kill_file: files::open_kill_file(&unified),
             unified,
             unified_id,
         }))
@@ -243,8 +248,8 @@ impl CgroupManager for HybridManager {
         // cgroup.kill exists on cgroup2 directories even without controllers, and kills every
         // member atomically, forks included; the loop below then only confirms that every v1
         // directory is empty too.
-        if files::exists(&self.unified, "cgroup.kill") {
-            files::write(&self.unified, "cgroup.kill", "1")?;
+        if let Some(kill_file) = &self.kill_file {
+            files::write_kill(kill_file, &self.unified)?;
         }
         let dirs = self.dirs();
         match &self.freezer {

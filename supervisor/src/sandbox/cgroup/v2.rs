@@ -21,6 +21,8 @@ const CGROUP_KILL_WAIT: Duration = Duration::from_secs(5);
 pub struct V2Manager {
     path: PathBuf,
     id: u64,
+    /// `cgroup.kill`, open from creation on (see [`files::open_kill_file`]).
+    kill_file: Option<std::fs::File>,
 }
 
 impl V2Manager {
@@ -54,7 +56,11 @@ impl V2Manager {
         let path = parent.join(sandbox_id);
         files::create_new_dir(&path)?;
         match cgroup2_id_of(&path) {
-            Ok(id) => Ok(V2Manager { path, id }),
+            Ok(id) => Ok(V2Manager {
+                kill_file: files::open_kill_file(&path),
+                path,
+                id,
+            }),
             Err(e) => {
                 let _ = files::remove_dir(&path);
                 Err(e)
@@ -72,7 +78,11 @@ impl V2Manager {
             return Ok(None);
         }
         let id = cgroup2_id_of(&path)?;
-        Ok(Some(V2Manager { path, id }))
+        Ok(Some(V2Manager {
+            kill_file: files::open_kill_file(&path),
+            path,
+            id,
+        }))
     }
 }
 
@@ -195,9 +205,9 @@ impl CgroupManager for V2Manager {
     /// # Minimum kernel version
     /// Atomic through `cgroup.kill` from kernel 5.14; before that a freeze-kill-thaw loop.
     fn kill_all(&self) -> Result<(), CgroupError> {
-        if files::exists(&self.path, "cgroup.kill") {
+        if let Some(kill_file) = &self.kill_file {
             // The kernel kills every task and any child forked meanwhile in one step.
-            files::write(&self.path, "cgroup.kill", "1")?;
+            files::write_kill(kill_file, &self.path)?;
             let emptied = files::wait_until(CGROUP_KILL_WAIT, || {
                 files::keyed_counter(&self.path, "cgroup.events", "populated").map(|p| p == 0)
             })?;
