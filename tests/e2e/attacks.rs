@@ -951,3 +951,32 @@ connects_per_minute = 5
         "the denials say which rule: {run}"
     );
 }
+
+/// Rule paths are opened by guard, so `/proc/self` in a profile would name guard's own process
+/// (its cmdline holds the audit log path; its net/ files list the host's sockets): refused.
+#[test]
+fn proc_self_in_a_profile_is_refused_before_anything_runs() {
+    let dir = TempDir::new("procself");
+    let marker = dir.path().join("ran");
+    for path in ["/proc/self", "/proc/self/net", "/proc/thread-self/status"] {
+        let profile = write_profile(
+            &dir,
+            "procself",
+            &format!(
+                "name = \"procself\"\nextends = [\"base\"]\n[filesystem]\nread = [\"/usr\", \"{path}\"]\n\
+                 write = [\"{}\"]\nexecute = [\"/usr/bin\"]\n",
+                dir.path().display()
+            ),
+        );
+        let check = guard(&["check", &profile]);
+        assert_eq!(check.code(), 1, "{path}: {check}");
+        assert!(
+            check.stderr.contains("filesystem.read[1]"),
+            "{path}: {check}"
+        );
+        let touch = format!("touch {}", marker.display());
+        let run = guard(&["exec", "--profile", &profile, "--", "/bin/sh", "-c", &touch]);
+        assert_eq!(run.code(), 125, "{path}: {run}");
+        assert!(!marker.exists(), "{path}: nothing ran");
+    }
+}
