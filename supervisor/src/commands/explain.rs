@@ -182,6 +182,10 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  everything else under / is denied; paths missing on this host are skipped"
     );
+    say!(
+        o,
+        "  never writable, whatever the profile says: /sys, /proc, /boot, cgroup, bpf, debugfs, tracefs and other kernel file systems wherever mounted, /run/guard, /etc/guard, /var/log/guard, /dev itself, block devices and the run's own audit log (refused with 125); rule paths beneath a write path must not lead out of it through a symlink"
+    );
     if abi >= 1 {
         say!(
             o,
@@ -316,6 +320,17 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         say!(
             o,
             "  (process.exec not set: defaults to filesystem.execute)"
+        );
+    }
+    if p.process.exec_writable == Some(true) {
+        say!(
+            o,
+            "  process.exec_writable = true: entries may overlap write paths, so the tool can replace what it may run; the allowlist is only as strong as the write paths"
+        );
+    } else {
+        say!(
+            o,
+            "  no entry overlaps a write path (guard refuses such a profile unless process.exec_writable = true)"
         );
     }
     say!(
