@@ -126,7 +126,10 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
         _pad: 0,
     };
     // SAFETY: a plain map lookup; the value is not dereferenced.
-    let new_udp_peer = op == Op::Send && unsafe { UDP_PEERS.get(&peer) }.is_none();
+    // Looked up only where a limit is set: an unlimited sandbox pays nothing for it.
+    let new_udp_peer = op == Op::Send
+        && policy.connects_per_minute != 0
+        && unsafe { UDP_PEERS.get(&peer) }.is_none();
     if violated.is_none() && (op == Op::Connect || new_udp_peer) && policy.connects_per_minute != 0
     {
         match SANDBOX_STATE.get_ptr_mut(&cgroup_id) {
