@@ -283,3 +283,50 @@ fn xattr_values_outside_the_read_paths_are_not_readable() {
     let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", &probe]);
     assert_eq!(outcome(&run.stdout, "xattr"), "ENOTSUP", "{run}");
 }
+
+/// The same read through `getxattrat` (Linux 6.13), which libseccomp 2.5 cannot name: the rule
+/// is added by number, or the sibling syscall would read what `getxattr` may not.
+#[test]
+fn xattr_values_cannot_be_read_through_getxattrat() {
+    require_root!();
+    let dir = TempDir::new("xattrat");
+    let secret = dir.mkdir("secret").join("file");
+    fs::write(&secret, "x").expect("write");
+    let set = Command::new(PYTHON)
+        .args([
+            "-c",
+            &format!(
+                "import os; os.setxattr('{}', 'user.note', b'hidden')",
+                secret.display()
+            ),
+        ])
+        .status()
+        .expect("python3");
+    if !set.success() {
+        eprintln!("skipping: the temp file system has no user xattrs");
+        return;
+    }
+    // getxattrat(AT_FDCWD, path, 0, name, &struct xattr_args { value, size, flags }, 16)
+    let probe = format!(
+        "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         class Args(ctypes.Structure):\n    _fields_ = [('value', ctypes.c_uint64), ('size', ctypes.c_uint32), ('flags', ctypes.c_uint32)]\n\
+         buf = ctypes.create_string_buffer(64)\n\
+         args = Args(ctypes.cast(buf, ctypes.c_void_p).value, 64, 0)\n\
+         r = libc.syscall(464, -100, b'{0}', 0, b'user.note', ctypes.byref(args), ctypes.sizeof(args))\n\
+         print('xattr=' + (buf.value.decode() if r >= 0 else errno.errorcode[ctypes.get_errno()]))",
+        secret.display()
+    );
+    let bare = Command::new(PYTHON)
+        .args(["-c", &probe])
+        .output()
+        .expect("python3");
+    let bare_out = String::from_utf8_lossy(&bare.stdout).into_owned();
+    if outcome(&bare_out, "xattr") == "ENOSYS" {
+        eprintln!("skipping: this kernel has no getxattrat (Linux 6.13+)");
+        return;
+    }
+    assert_eq!(outcome(&bare_out, "xattr"), "hidden", "bare: {bare_out}");
+    let profile = python_profile(&dir, "errno");
+    let run = guard(&["exec", "--profile", &profile, "--", PYTHON, "-c", &probe]);
+    assert_eq!(outcome(&run.stdout, "xattr"), "ENOTSUP", "{run}");
+}
