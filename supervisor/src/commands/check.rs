@@ -62,13 +62,5 @@ fn compiles_here(profile: &ResolvedProfile) -> Result<(), String> {
         users: &NixUserResolver,
     };
     let plan = Plan::compile(profile, &ctx).map_err(|e: PlanError| error_chain(&e))?;
-    protected::check_write_paths(
-        plan.landlock
-            .paths
-            .iter()
-            .filter(|rule| rule.grant.write)
-            .map(|rule| rule.path.as_path()),
-        None,
-    )
-    .map_err(|e| e.to_string())
+    protected::check_write_paths(plan.landlock.write_paths(), None).map_err(|e| error_chain(&e))
 }

@@ -10,6 +10,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// Write grants that name a character device, not a place files can be written to.
+const DEVICE_FILES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
+
 /// One exec entry and the write path it overlaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
@@ -18,13 +28,14 @@ pub struct Overlap {
 }
 
 /// The first exec entry that is, lies beneath, or lies above a write path (compared by
-/// components, so `/tmpx` does not overlap `/tmp`). Device files granted for writing
-/// (`/dev/null`) hold no executable and are ignored.
+/// components, so `/tmpx` does not overlap `/tmp`). The character devices profiles write to
+/// ([`DEVICE_FILES`]) hold no executable and are ignored; any other path under `/dev`, such as
+/// `/dev/shm`, is a directory a payload can be written to and counts.
 pub fn first_overlap(exec: &[PathBuf], write: &[&Path]) -> Option<Overlap> {
     exec.iter().find_map(|exec| {
         write
             .iter()
-            .filter(|write| !write.starts_with("/dev"))
+            .filter(|write| !DEVICE_FILES.iter().any(|d| write.as_os_str() == *d))
             .find(|write| exec.starts_with(write) || write.starts_with(exec))
             .map(|write| Overlap {
                 exec: exec.clone(),

@@ -44,7 +44,7 @@ pub enum LaunchError {
     #[error("preparing the read-only file tree")]
     Mounts(#[from] MountPlanError),
     #[error(transparent)]
-    Protected(#[from] protected::ProtectedWrite),
+    Protected(#[from] protected::ProtectedError),
     #[error("an argument or environment value contains a NUL byte")]
     NulByte,
     #[error("preparing the Landlock ruleset")]
@@ -117,14 +117,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
 
     // 1b. No write grant on the kernel's control files or guard's own state (the audit log of
     //     this run included), whatever the profile says: see `protected`.
-    protected::check_write_paths(
-        plan.landlock
-            .paths
-            .iter()
-            .filter(|rule| rule.grant.write)
-            .map(|rule| rule.path.as_path()),
-        request.audit_log.as_deref(),
-    )?;
+    protected::check_write_paths(plan.landlock.write_paths(), request.audit_log.as_deref())?;
 
     // 2. Build the Landlock ruleset and the seccomp program here, in the parent: the child must
     //    not allocate after fork. A part the kernel cannot enforce stops us (fail closed).

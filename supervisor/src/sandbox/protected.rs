@@ -52,13 +52,24 @@ pub struct ProtectedWrite {
     pub why: String,
 }
 
+/// Why the write paths could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectedError {
+    #[error(transparent)]
+    Write(#[from] ProtectedWrite),
+    /// Without the mount table a cgroup or bpf mount could go unnoticed: refuse (fail closed).
+    #[error("reading /proc/self/mountinfo to find the kernel file systems no profile may write")]
+    ReadMounts(#[source] std::io::Error),
+}
+
 /// Checks every write path of a plan against the fixed list, this host's mounts and
 /// `audit_log` (the log of this run, when it is a file).
 pub fn check_write_paths<'a>(
     write_paths: impl IntoIterator<Item = &'a Path>,
     audit_log: Option<&Path>,
-) -> Result<(), ProtectedWrite> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+) -> Result<(), ProtectedError> {
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(ProtectedError::ReadMounts)?;
     let mut protected: Vec<(PathBuf, String)> = FIXED
         .iter()
         .map(|(p, why)| (PathBuf::from(p), (*why).to_owned()))
@@ -74,15 +85,15 @@ pub fn check_write_paths<'a>(
     }
     for path in write_paths {
         if let Some(refusal) = refusal(path, &protected) {
-            return Err(refusal);
+            return Err(refusal.into());
         }
         if is_block_device(path) {
-            return Err(ProtectedWrite {
+            return Err(ProtectedError::Write(ProtectedWrite {
                 path: path.to_path_buf(),
                 protected: path.to_path_buf(),
                 relation: "is",
                 why: "a block device: writing it bypasses every file rule".into(),
-            });
+            }));
         }
     }
     Ok(())
