@@ -222,12 +222,7 @@ impl Plan {
                 .collect(),
         };
         if !p.process.exec_writable.unwrap_or(false) {
-            let write: Vec<&std::path::Path> = landlock
-                .paths
-                .iter()
-                .filter(|rule| rule.grant.write)
-                .map(|rule| rule.path.as_path())
-                .collect();
+            let write: Vec<&std::path::Path> = landlock.write_paths().collect();
             if let Some(overlap) = exec_writable::first_overlap(&exec_allow, &write) {
                 return Err(PlanError::ExecWritable(overlap));
             }

@@ -36,3 +36,14 @@ pub struct LandlockPlan {
     /// Scope abstract unix sockets and signals to the sandbox (ABI 6).
     pub scope: bool,
 }
+
+impl LandlockPlan {
+    /// The paths granted for writing (what the protected-path, planted-link, exec-overlap and
+    /// read-only-tree checks all start from).
+    pub fn write_paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.paths
+            .iter()
+            .filter(|rule| rule.grant.write)
+            .map(|rule| rule.path.as_path())
+    }
+}

@@ -183,12 +183,7 @@ pub fn prepare(plan: &LandlockPlan, abi: u32) -> Result<PreparedLandlock, Landlo
     let mut created = ruleset.create().map_err(LandlockError::CreateRuleset)?;
 
     let mut missing_paths = Vec::new();
-    let write_paths: Vec<&Path> = plan
-        .paths
-        .iter()
-        .filter(|rule| rule.grant.write)
-        .map(|rule| rule.path.as_path())
-        .collect();
+    let write_paths: Vec<&Path> = plan.write_paths().collect();
     for rule in &plan.paths {
         // Beneath a write path, links the sandbox planted in an earlier run must not redirect
         // the rule (see `rule_paths`).

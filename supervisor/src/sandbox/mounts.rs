@@ -60,10 +60,7 @@ impl MountPlan {
             .map(|r| r.path.as_path())
             .collect();
         let mut writes: Vec<&Path> = plan
-            .paths
-            .iter()
-            .filter(|r| r.grant.write)
-            .map(|r| r.path.as_path())
+            .write_paths()
             .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_dir() || m.is_file()))
             .collect();
         writes.sort_by_key(|p| p.components().count());
