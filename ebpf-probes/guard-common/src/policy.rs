@@ -11,13 +11,17 @@ pub const POLICY_REPORT_EXEC: u32 = 1 << 0;
 pub const POLICY_ENFORCE_EXEC: u32 = 1 << 1;
 /// Policy flag: check connect/sendmsg/bind against `NET4`/`NET6`; deny what is not listed.
 pub const POLICY_ENFORCE_NET: u32 = 1 << 2;
-/// Policy flag: audit mode: a decision that would deny is recorded and allowed.
-pub const POLICY_AUDIT: u32 = 1 << 3;
+/// Policy flag: `on_violation.network = "audit"` (or audit mode): a network decision that
+/// would deny is recorded and allowed.
+pub const POLICY_AUDIT_NET: u32 = 1 << 3;
 /// Policy flag: `on_violation.network = "kill"`: a network violation ends the whole sandbox.
 pub const POLICY_KILL_ON_NET: u32 = 1 << 4;
 /// Policy flag: `on_violation.exec = "kill"`: an exec violation ends the whole sandbox, not
 /// only the offending process.
 pub const POLICY_KILL_ON_EXEC: u32 = 1 << 5;
+/// Policy flag: `on_violation.exec = "audit"` (or audit mode): an exec that would be denied or
+/// killed is recorded and allowed.
+pub const POLICY_AUDIT_EXEC: u32 = 1 << 6;
 
 /// Per-sandbox policy, keyed by the sandbox's cgroup v2 id in the `SANDBOXES` map.
 #[repr(C)]

@@ -33,7 +33,7 @@ use guard_common::{
     Verdict,
     event::{FLAG_ARGV_TRUNCATED, FLAG_KILL_SANDBOX, FLAG_TRUNCATED, ProbeError},
     policy::{
-        EXEC_ALLOW_FILE, EXEC_ALLOW_TREE, EXEC_TREE_DEPTH, ExecKey, POLICY_AUDIT,
+        EXEC_ALLOW_FILE, EXEC_ALLOW_TREE, EXEC_TREE_DEPTH, ExecKey, POLICY_AUDIT_EXEC,
         POLICY_ENFORCE_EXEC, POLICY_KILL_ON_EXEC, POLICY_REPORT_EXEC,
     },
 };
@@ -137,7 +137,7 @@ fn check_and_record(
     let mut flags = 0;
     let verdict = match violated {
         None => Verdict::Allow,
-        Some(_) if policy.flags & POLICY_AUDIT != 0 => Verdict::Audit,
+        Some(_) if policy.flags & POLICY_AUDIT_EXEC != 0 => Verdict::Audit,
         Some(_) => {
             if policy.flags & POLICY_KILL_ON_EXEC != 0 {
                 flags |= FLAG_KILL_SANDBOX;

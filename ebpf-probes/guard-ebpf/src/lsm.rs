@@ -15,7 +15,7 @@ use aya_ebpf::{
 use guard_common::{
     EventHeader, EventType, ExecEvent, Rule, Verdict,
     event::{FLAG_KILL_SANDBOX, ProbeError},
-    policy::{POLICY_AUDIT, POLICY_ENFORCE_EXEC, POLICY_KILL_ON_EXEC},
+    policy::{POLICY_AUDIT_EXEC, POLICY_ENFORCE_EXEC, POLICY_KILL_ON_EXEC},
 };
 
 use crate::exec::{KERNEL_OFFSETS, exec_allowed, file_identity, read_at};
@@ -55,7 +55,7 @@ pub fn guard_bprm_check(ctx: LsmContext) -> i32 {
             Rule::ProbeError
         }
     };
-    let audit = policy.flags & POLICY_AUDIT != 0;
+    let audit = policy.flags & POLICY_AUDIT_EXEC != 0;
     let mut flags = 0;
     if !audit && policy.flags & POLICY_KILL_ON_EXEC != 0 {
         flags |= FLAG_KILL_SANDBOX;

@@ -29,7 +29,7 @@ use guard_common::{
     event::{FLAG_KILL_SANDBOX, FLAG_V4_MAPPED, ProbeError},
     policy::{
         MAX_PORT_RANGES, NET_KEY_FIXED_BITS, NET_KIND_BIND, NET_KIND_CONNECT, Net4Key, Net6Key,
-        POLICY_AUDIT, POLICY_ENFORCE_NET, POLICY_KILL_ON_NET, PortRules,
+        POLICY_AUDIT_NET, POLICY_ENFORCE_NET, POLICY_KILL_ON_NET, PortRules,
     },
 };
 
@@ -153,7 +153,7 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     }
     let (verdict, ret) = match violated {
         None => (Verdict::Allow, ALLOW),
-        Some(_) if policy.flags & POLICY_AUDIT != 0 => (Verdict::Audit, ALLOW),
+        Some(_) if policy.flags & POLICY_AUDIT_NET != 0 => (Verdict::Audit, ALLOW),
         Some(_) => {
             if policy.flags & POLICY_KILL_ON_NET != 0 {
                 flags |= FLAG_KILL_SANDBOX;

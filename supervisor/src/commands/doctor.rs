@@ -9,15 +9,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::ebpf::tracefs;
+use crate::enforcement::{self, HostView, Status};
 use crate::host::landlock::ABI_FEATURES;
 use crate::host::{CgroupMode, HostFeatures, Probe};
+use crate::plan::{CompileContext, Mode, Plan, UserIds, UserResolver};
+use crate::profile::{ExpandContext, Lookup, Source};
 
 pub fn run() -> ExitCode {
     // Looked at before detection, which mounts tracefs when it is missing.
     let tracefs_before = tracefs::find();
     let features = HostFeatures::detect();
     let root = nix::unistd::geteuid().is_root();
-    print!("{}", render(&features, tracefs_before.as_ref(), root));
+    let view = HostView::from_features(&features, crate::sandbox::cgroup::layout());
+    print!(
+        "{}",
+        render(&features, &view, tracefs_before.as_ref(), root)
+    );
     ExitCode::SUCCESS
 }
 
@@ -30,7 +37,7 @@ fn probe_text(p: &Probe) -> String {
 
 /// The report. `tracefs` is where tracefs was mounted before guard looked; `root` whether the
 /// BPF probes ran with privileges that make their answers meaningful.
-pub fn render(f: &HostFeatures, tracefs: Option<&PathBuf>, root: bool) -> String {
+pub fn render(f: &HostFeatures, view: &HostView, tracefs: Option<&PathBuf>, root: bool) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(out, "kernel: {}", f.kernel_release);
@@ -116,8 +123,11 @@ pub fn render(f: &HostFeatures, tracefs: Option<&PathBuf>, root: bool) -> String
         }
     );
 
-    let _ = writeln!(out, "\nwhat this means for profiles:");
-    for line in meaning(f) {
+    let _ = writeln!(
+        out,
+        "\nwhat this means for profiles (what guard exec enforces, by layer):"
+    );
+    for line in meaning(view) {
         let _ = writeln!(out, "  {line}");
     }
     // Whether guard's probes are loaded right now (pinned by an earlier guard exec).
@@ -152,82 +162,116 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// One line per profile section: which layer enforces it here, and what is lost.
-fn meaning(f: &HostFeatures) -> Vec<String> {
-    let abi = f.landlock_abi;
-    let cgroup2 = f.cgroup.cgroup2_root().is_some();
-    let mut lines = Vec::new();
+/// A profile with every part guard enforces, so the summary covers every layer.
+const EVERY_PART: &str = r#"
+name = "every-part"
+extends = ["base"]
+[filesystem]
+read = ["/usr"]
+execute = ["/usr/bin/true"]
+[network]
+connect = ["127.0.0.1:443"]
+[limits]
+memory = "64MiB"
+pids = 16
+cpu = 1.0
+wall_time = "1m"
+cpu_time = "1m"
+open_files = 64
+connects_per_minute = 60
+execs_per_minute = 60
+"#;
 
-    lines.push(if abi >= 1 {
-        "filesystem: Landlock denies paths outside the profile with EACCES".to_string()
-    } else {
-        "filesystem: NOT enforceable (no Landlock); profiles with [filesystem] rules fail to start"
-            .to_string()
-    });
-
-    let mut net = if f.bpf.cgroup_sock_addr.is_available() && cgroup2 {
-        "network: eBPF cgroup hooks deny connect/bind/sendmsg with EPERM before any packet leaves"
-            .to_string()
-    } else {
-        "network: NOT enforceable by eBPF here (cgroup_sock_addr refused or no cgroup2 mount); profiles with [network] rules fail to start".to_string()
+/// One line per part of a profile: which layers enforce it on this host, or what is missing,
+/// as the enforcement model (the one `guard exec` refuses from) answers for a profile that has
+/// every part. `None` if that profile does not compile (a bug, reported as such).
+fn meaning(view: &HostView) -> Vec<String> {
+    let Some(plan) = every_part_plan() else {
+        return vec!["(internal error: the reference profile does not compile)".to_owned()];
     };
-    if abi >= 4 {
-        net.push_str("; Landlock TCP port rules add a second layer (ABI >= 4)");
+    let e = enforcement::assess(&plan, view);
+    e.parts
+        .iter()
+        .map(|p| {
+            let how = match &p.status {
+                Status::Enforced { by, note: None } => join(by),
+                Status::Enforced { by, note: Some(n) } => format!("{} (weaker: {n})", join(by)),
+                Status::Weaker { by, loss, accepted } => format!(
+                    "{}: only {} (profiles must accept allow_weaker \"{}\")",
+                    loss,
+                    if by.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        join(by)
+                    },
+                    accepted.as_str()
+                ),
+                Status::NotApplied(loss) => loss.to_string(),
+                Status::Refused(r) => format!(
+                    "NOT enforceable: {}; profiles with it are refused{}",
+                    r.loss,
+                    r.accept_with.map_or(String::new(), |w| format!(
+                        " unless they accept allow_weaker \"{}\"",
+                        w.as_str()
+                    ))
+                ),
+            };
+            format!("{}: {how}", p.part.name())
+        })
+        .collect()
+}
+
+fn join(layers: &[enforcement::Layer]) -> String {
+    layers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
+fn every_part_plan() -> Option<Plan> {
+    let source = Source {
+        display: "<every-part>".into(),
+        id: "<every-part>".into(),
+        dir: None,
+        text: EVERY_PART.into(),
+    };
+    let profile = crate::profile::resolve(&source, &Lookup::new(None)).ok()?;
+    let ctx = CompileContext {
+        expand: ExpandContext {
+            cwd: "/".into(),
+            home: None,
+            tmpdir: "/tmp".into(),
+        },
+        parent_env: vec![],
+        mode: Mode::Enforce,
+        users: &NoUsers,
+    };
+    Plan::compile(&profile, &ctx).ok()
+}
+
+/// The reference profile names no user.
+struct NoUsers;
+
+impl UserResolver for NoUsers {
+    fn resolve(&self, _: &str) -> Result<Option<UserIds>, nix::Error> {
+        Ok(None)
     }
-    lines.push(net);
-
-    lines.push(if f.bpf.lsm.is_available() {
-        "exec allowlist: BPF LSM bprm_check_security refuses unlisted binaries with EPERM at exec"
-            .to_string()
-    } else if f.bpf.tracepoint.is_available() {
-        "exec allowlist: enforced by killing after exec via the sched_process_exec tracepoint (the new image never runs its first instruction); BPF LSM refused here, so no EPERM at exec".to_string()
-    } else {
-        "exec allowlist: only the Landlock execute right (no eBPF exec check here)".to_string()
-    });
-
-    lines.push(match &f.cgroup {
-        CgroupMode::V2 { controllers, .. } => format!(
-            "limits: cgroup v2 ({}); a limit whose controller is missing fails the start",
-            list(controllers)
-        ),
-        CgroupMode::Hybrid {
-            v1,
-            unified_controllers,
-            ..
-        } if unified_controllers.is_empty() => format!(
-            "limits: cgroup v1 hierarchies ({}) since cgroup2 has no controllers here; the process tree is tracked in cgroup2",
-            v1.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(" ")
-        ),
-        CgroupMode::Hybrid {
-            unified_controllers,
-            ..
-        } => format!(
-            "limits: cgroup2 controllers ({}), v1 hierarchies for the rest",
-            list(unified_controllers)
-        ),
-        CgroupMode::V1 { .. } => {
-            "limits: cgroup v1; no cgroup2, so no eBPF cgroup hooks or cgroup ids".to_string()
-        }
-        CgroupMode::None => "limits: no cgroups; only rlimits and wall/CPU time".to_string(),
-    });
-
-    lines.push(if abi >= 6 {
-        "signals and abstract unix sockets: Landlock scoping keeps them inside the sandbox".to_string()
-    } else {
-        "signals and abstract unix sockets: not scoped (Landlock ABI < 6); seccomp and namespaces only".to_string()
-    });
-    lines.push(if f.btf {
-        "btf: kernel types available for fentry/LSM programs".to_string()
-    } else {
-        "btf: missing, so fentry and LSM programs cannot load".to_string()
-    });
-    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::BpfSupport;
+
+    fn view(h: &HostFeatures) -> HostView {
+        HostView::from_features(
+            h,
+            crate::enforcement::CgroupLayout::Hybrid {
+                v1: vec!["memory".into(), "pids".into(), "cpu".into()],
+            },
+        )
+    }
 
     fn host(lsm: Probe, abi: u32) -> HostFeatures {
         HostFeatures {
@@ -250,29 +294,43 @@ mod tests {
 
     #[test]
     fn refused_lsm_means_kill_after_exec() {
-        let out = render(&host(Probe::Refused("load: EPERM".into()), 7), None, true);
+        let h = host(Probe::Refused("load: EPERM".into()), 7);
+        let out = render(&h, &view(&h), None, true);
         assert!(out.contains("landlock: ABI 7\n"), "{out}");
         assert!(out.contains("  [yes] ABI 7: "), "{out}");
         assert!(out.contains("bpf lsm: refused (load: EPERM)\n"), "{out}");
         assert!(out.contains("bpf tracepoint: loadable\n"), "{out}");
         assert!(out.contains("cgroups: hybrid"), "{out}");
-        assert!(out.contains("killing after exec"), "{out}");
+        assert!(
+            out.contains("the exec allowlist: Landlock ABI 7, then eBPF exec tracepoint\n"),
+            "{out}"
+        );
         assert!(out.contains("tracefs: was not mounted"), "{out}");
     }
 
     #[test]
     fn available_lsm_means_eperm_at_exec() {
-        let out = render(&host(Probe::Available, 6), Some(&PathBuf::from("/t")), true);
-        assert!(out.contains("EPERM at exec"), "{out}");
+        let h = host(Probe::Available, 6);
+        let out = render(&h, &view(&h), Some(&PathBuf::from("/t")), true);
+        assert!(
+            out.contains(
+                "the exec allowlist: BPF LSM, then Landlock ABI 6, then eBPF exec tracepoint"
+            ),
+            "{out}"
+        );
         assert!(out.contains("  [no ] ABI 7: "), "{out}");
         assert!(out.contains("tracefs: mounted at /t"), "{out}");
     }
 
     #[test]
     fn no_landlock_is_said_plainly() {
-        let out = render(&host(Probe::Available, 0), None, false);
+        let h = host(Probe::Available, 0);
+        let out = render(&h, &view(&h), None, false);
         assert!(out.contains("landlock: unavailable"), "{out}");
         assert!(out.contains("not running as root"), "{out}");
-        assert!(out.contains("filesystem: NOT enforceable"), "{out}");
+        assert!(
+            out.contains("file rules: NOT enforceable: Landlock is not available"),
+            "{out}"
+        );
     }
 }

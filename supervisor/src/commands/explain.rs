@@ -1,28 +1,30 @@
 //! `guard explain PROFILE`: the effective policy in words, and which layer enforces each part here.
 //!
-//! [`describe`] is pure (a compiled plan and hand-made [`HostFeatures`] in, text out) so each
-//! host situation is unit-tested; [`run`] loads, compiles and detects the host.
+//! What is enforced where is not decided here: [`crate::enforcement::assess`] decides it (the
+//! same function `guard exec` refuses from), and this module renders its answer next to the
+//! policy. [`describe`] is pure (a compiled plan and a [`HostView`] in, text out) so each host
+//! situation is unit-tested; [`run`] loads, compiles and detects the host.
 //!
-//! Audit mode, decided here and stated in the output: `guard exec --mode audit` does not apply
-//! Landlock at all (Landlock has no log-only mode, and a denied open cannot be observed and then
-//! allowed), turns the seccomp action into `log`, and makes the eBPF checks record `audit`
+//! Audit mode: `guard exec --mode audit` does not apply Landlock at all (Landlock has no log-only
+//! mode), turns the seccomp action into `log`, and makes the eBPF checks record `audit`
 //! verdicts instead of denying or killing. cgroup limits, rlimits and the wall-time limit still
 //! apply, because they protect the host rather than express the policy under test.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 
-use crate::host::{CgroupMode, HostFeatures};
+use crate::enforcement::{self, Enforcement, HostView, Layer, Part, Status};
+use crate::host::HostFeatures;
 use crate::plan::seccomp::SeccompAction;
-use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, ViolationAction, Weakening};
-use crate::profile::{self, ExpandContext, Lookup, ProfileError, ResolvedProfile};
-use crate::sandbox::coverage::Gap;
+use crate::plan::{CompileContext, Mode, NixUserResolver, Plan, ViolationAction};
+use crate::profile::{self, ExpandContext, Lookup, ProfileError, ResolvedProfile, Source};
 
 /// Exit status when the profile cannot be loaded or compiled.
 const INVALID: u8 = 1;
 
 pub fn run(spec: &str) -> ExitCode {
-    let profile = match profile::load(spec, &Lookup::from_env()) {
+    let profile = match load(spec) {
         Ok(p) => p,
         Err(ProfileError::Invalid(d)) => {
             eprintln!("{d}");
@@ -53,8 +55,30 @@ pub fn run(spec: &str) -> ExitCode {
             return ExitCode::from(INVALID);
         }
     };
-    print!("{}", describe(&profile, &plan, &HostFeatures::detect()));
+    let host = HostView::from_features(&HostFeatures::detect(), crate::sandbox::cgroup::layout());
+    print!(
+        "{}",
+        describe(&profile, &plan, &host, &kernel_release(), &ctx.expand)
+    );
     ExitCode::SUCCESS
+}
+
+/// A profile by name or path, or one of the built-in fragments (`base`) on its own, so what
+/// every profile extends can be explained too.
+fn load(spec: &str) -> Result<ResolvedProfile, ProfileError> {
+    let lookup = Lookup::from_env();
+    match (profile::load(spec, &lookup), Source::fragment(spec)) {
+        (Err(ProfileError::NotFound { .. }), Some(fragment)) => {
+            profile::resolve(&fragment, &lookup)
+        }
+        (other, _) => other,
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// Appends one line; writing to a String cannot fail.
@@ -84,69 +108,47 @@ fn action(a: ViolationAction) -> &'static str {
     }
 }
 
-/// Says what happens to a part whose kernel feature is missing: allowed weaker or fail closed.
-fn missing(plan: &Plan, part: Weakening, what: &str) -> String {
-    if plan.allows_weaker(part) {
-        format!(
-            "weaker here: {what} (accepted by allow_weaker \"{}\")",
-            part.as_str()
-        )
-    } else {
-        format!(
-            "MISSING here: {what}; required (not in allow_weaker), so `guard exec` refuses to start (exit 125)"
-        )
-    }
-}
-
-/// Whether the cgroup controller `c` is usable on this host, and where.
-fn controller(host: &HostFeatures, c: &str) -> Option<&'static str> {
-    match &host.cgroup {
-        CgroupMode::V2 { controllers, .. } if controllers.iter().any(|x| x == c) => {
-            Some("cgroup v2")
-        }
-        CgroupMode::Hybrid {
-            v1,
-            unified_controllers,
-            ..
-        } => {
-            if unified_controllers.iter().any(|x| x == c) {
-                Some("cgroup v2 (unified)")
-            } else if v1.iter().any(|(x, _)| x == c) {
-                Some("cgroup v1")
-            } else {
-                None
+/// The line that says how `part` is enforced here, from the enforcement model's answer.
+fn enforced(e: &Enforcement, part: Part) -> String {
+    let Some(p) = e.part(part) else {
+        return "not part of this profile".to_owned();
+    };
+    match &p.status {
+        Status::Enforced { by, note } => {
+            let mut line = format!("enforced here by {}", list(by));
+            if let Some(note) = note {
+                let _ = write!(line, " (weaker here: {note})");
             }
+            line
         }
-        CgroupMode::V1 { v1 } if v1.iter().any(|(x, _)| x == c) => Some("cgroup v1"),
-        _ => None,
+        Status::Weaker { by, loss, accepted } => {
+            let by = if by.is_empty() {
+                "nothing".to_owned()
+            } else {
+                list(by)
+            };
+            format!(
+                "weaker here: {loss}; enforced only by {by} (accepted by allow_weaker \"{}\")",
+                accepted.as_str()
+            )
+        }
+        Status::NotApplied(loss) => format!("{loss}"),
+        Status::Refused(r) => {
+            format!("MISSING here: {r}; `guard exec` refuses to start (exit 125)")
+        }
     }
-}
-
-/// The line for a part `guard exec` does not enforce yet, and whether the profile accepts that.
-fn not_enforced(plan: &Plan, gap: Gap) -> String {
-    if plan.allows_weaker(gap.weakening()) {
-        format!(
-            "NOT ENFORCED here: {gap}; this profile accepts that, so guard exec runs it without"
-        )
-    } else {
-        format!(
-            "NOT ENFORCED here: {gap}; this profile does not accept that, so guard exec refuses to start (exit 125)"
-        )
-    }
-}
-
-fn has_cgroup2(host: &HostFeatures) -> bool {
-    matches!(
-        host.cgroup,
-        CgroupMode::V2 { .. } | CgroupMode::Hybrid { .. }
-    )
 }
 
 /// The effective policy of `profile` (compiled as `plan`) and its enforcement on `host`.
-pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> String {
+pub fn describe(
+    profile: &ResolvedProfile,
+    plan: &Plan,
+    host: &HostView,
+    kernel: &str,
+    expand: &ExpandContext,
+) -> String {
+    let e = enforcement::assess(plan, host);
     let mut o = String::new();
-    let p = &profile.profile;
-    let abi = host.landlock_abi;
     say!(
         o,
         "profile {} ({}, sha256 {})",
@@ -160,11 +162,64 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     say!(o, "  layers merged: {}", profile.layers.join(" -> "));
     say!(
         o,
-        "  host: kernel {}, Landlock ABI {abi}",
-        host.kernel_release
+        "  host: kernel {kernel}, Landlock ABI {}",
+        host.landlock_abi
     );
+    let refusals = e.refusals();
+    if refusals.is_empty() {
+        say!(o, "  verdict: guard exec runs this profile here");
+    } else {
+        say!(
+            o,
+            "  verdict: guard exec REFUSES this profile here (exit 125): {}",
+            list(&refusals)
+        );
+    }
     say!(o);
+    files_section(&mut o, profile, plan, &e, expand);
+    network_section(&mut o, plan, &e);
+    exec_section(&mut o, profile, plan, &e);
+    syscalls_section(&mut o, plan, &e);
+    limits_section(&mut o, plan, &e);
+    identity_section(&mut o, profile, plan, &e);
+    violation_section(&mut o, plan);
+    o
+}
 
+/// System directories a `${CWD}` or `${HOME}` grant must not silently widen a profile to.
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/root", "/home", "/opt",
+    "/srv", "/boot", "/run", "/tmp",
+];
+
+/// Where `${CWD}`/`${HOME}` expand to a system directory, says so: the same profile grants far
+/// more when run from `/` or `/etc` than from a project directory.
+fn widening(o: &mut String, profile: &ResolvedProfile, expand: &ExpandContext) {
+    let fs = &profile.profile.filesystem;
+    let entries = fs.read.iter().chain(&fs.write).chain(&fs.execute);
+    for (var, value) in [
+        ("${CWD}", Some(&expand.cwd)),
+        ("${HOME}", expand.home.as_ref()),
+    ] {
+        let Some(value) = value else { continue };
+        let used = entries.clone().any(|t| t.as_str().contains(var));
+        if used && SYSTEM_DIRS.iter().any(|d| Path::new(d) == value.as_path()) {
+            say!(
+                o,
+                "  WARNING: {var} is {} here, a system directory: this run grants the profile's {var} rights on all of it; run from a project directory (or pass --workdir)",
+                value.display()
+            );
+        }
+    }
+}
+
+fn files_section(
+    o: &mut String,
+    profile: &ResolvedProfile,
+    plan: &Plan,
+    e: &Enforcement,
+    expand: &ExpandContext,
+) {
     let paths = |f: fn(&crate::plan::landlock::FsGrant) -> bool| {
         list(
             plan.landlock
@@ -178,33 +233,20 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     say!(o, "  read:    {}", paths(|g| g.read));
     say!(o, "  write:   {}", paths(|g| g.write));
     say!(o, "  execute: {}", paths(|g| g.execute));
+    widening(o, profile, expand);
     say!(
         o,
-        "  everything else under / is denied; paths missing on this host are skipped"
+        "  everything else under / is denied (EACCES from Landlock; EROFS for writes on the read-only tree); paths missing on this host are skipped"
     );
     say!(
         o,
         "  never writable, whatever the profile says: /sys, /proc, /boot, cgroup, bpf, debugfs, tracefs and other kernel file systems wherever mounted, /run/guard, /etc/guard, /var/log/guard, /dev itself, block devices and the run's own audit log (refused with 125); rule paths beneath a write path must not lead out of it through a symlink"
     );
-    if abi >= 1 {
-        say!(
-            o,
-            "  enforced by Landlock ABI {abi}: EACCES in the kernel, whatever on_violation says (Landlock cannot kill)"
-        );
-        if abi < 3 {
-            say!(
-                o,
-                "  weaker here: Landlock ABI {abi} < 3 cannot restrict truncate() of files outside write"
-            );
-        }
-    } else {
-        say!(
-            o,
-            "  MISSING here: Landlock is not available; files cannot be confined, so `guard exec` refuses to start (exit 125)"
-        );
-    }
+    say!(o, "  {}", enforced(e, Part::Files));
     say!(o);
+}
 
+fn network_section(o: &mut String, plan: &Plan, e: &Enforcement) {
     say!(o, "network");
     say!(o, "  connect: {}", list(&plan.ebpf.connect));
     say!(o, "  bind:    {}", list(&plan.ebpf.bind));
@@ -226,14 +268,27 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  host names are resolved once, when the sandbox starts (system resolver); every address returned is allowed"
     );
-    if !plan.ebpf.unix.is_empty() {
-        say!(o, "  {}", not_enforced(plan, Gap::UnixPaths));
+    say!(
+        o,
+        "  by address, UDP and DNS: {}",
+        enforced(e, Part::Network)
+    );
+    if e.part(Part::TcpPorts).is_some() {
+        say!(o, "  TCP ports: {}", enforced(e, Part::TcpPorts));
     }
+    if e.part(Part::UnixPaths).is_some() {
+        say!(o, "  unix paths: {}", enforced(e, Part::UnixPaths));
+    }
+    say!(
+        o,
+        "  signals and abstract unix sockets to outside the sandbox: {}",
+        enforced(e, Part::Scoping)
+    );
     if plan
         .seccomp
         .deny
         .iter()
-        .any(|d| d == crate::plan::seccomp_groups::MARKER_NO_INET)
+        .any(|d| d == crate::policy::syscall_groups::MARKER_NO_INET)
     {
         say!(
             o,
@@ -246,70 +301,30 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             "  no network.bind rules: seccomp refuses listen(2) (EPERM), which would otherwise take a port on every address for a never-bound socket"
         );
     }
-    if host.bpf.cgroup_sock_addr.is_available() && has_cgroup2(host) {
+    if e.part(Part::Network)
+        .is_some_and(|p| p.layers().contains(&Layer::EbpfCgroupHooks))
+    {
         say!(
             o,
-            "  enforced by eBPF cgroup hooks connect4/6, sendmsg4/6 (UDP too), bind4/6 below guard's cgroup: EPERM before any packet leaves; an IPv4 host reached through an IPv6 socket (::ffff:a.b.c.d) is checked against the IPv4 rules"
-        );
-    } else {
-        say!(
-            o,
-            "  {}",
-            not_enforced(
-                plan,
-                Gap::Network(
-                    "cgroup_sock_addr programs or a cgroup2 mount are not available".into()
-                )
-            )
+            "  the eBPF hooks (connect4/6, sendmsg4/6, bind4/6) decide before any packet leaves; an IPv4 host reached through an IPv6 socket (::ffff:a.b.c.d) is checked against the IPv4 rules"
         );
     }
-    let ports = |v: &[crate::plan::landlock::PortRange]| {
-        list(v.iter().map(|r| {
-            if r.first == r.last {
-                r.first.to_string()
+    if plan.on_violation.network != ViolationAction::Deny {
+        say!(
+            o,
+            "  on_violation.network = {}: Landlock's TCP port rules and the seccomp socket ban are not applied (they can only deny), so every connect reaches the eBPF hooks",
+            if plan.on_violation.network == ViolationAction::Kill {
+                "kill"
             } else {
-                format!("{}-{}", r.first, r.last)
+                "audit"
             }
-        }))
-    };
-    if abi >= 4 {
-        say!(
-            o,
-            "  also Landlock TCP rules (ABI 4): connect ports {}, bind ports {}",
-            ports(&plan.landlock.tcp_connect),
-            ports(&plan.landlock.tcp_bind)
-        );
-    } else {
-        say!(
-            o,
-            "  {}",
-            missing(
-                plan,
-                Weakening::LandlockNet,
-                &format!(
-                    "Landlock ABI {abi} < 4 has no TCP port rules; network rests on eBPF alone"
-                )
-            )
-        );
-    }
-    if abi >= 6 {
-        say!(
-            o,
-            "  abstract unix sockets and signals are scoped to the sandbox (Landlock ABI 6)"
-        );
-    } else {
-        say!(
-            o,
-            "  {}",
-            missing(
-                plan,
-                Weakening::LandlockScope,
-                &format!("Landlock ABI {abi} < 6 cannot scope abstract unix sockets and signals")
-            )
         );
     }
     say!(o);
+}
 
+fn exec_section(o: &mut String, profile: &ResolvedProfile, plan: &Plan, e: &Enforcement) {
+    let p = &profile.profile;
     say!(o, "exec allowlist");
     say!(
         o,
@@ -333,36 +348,37 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             "  no entry overlaps a write path (guard refuses such a profile unless process.exec_writable = true)"
         );
     }
-    say!(
-        o,
-        "  Landlock execute right: exec of anything outside filesystem.execute fails with EACCES"
-    );
-    if host.bpf.tracepoint.is_available() {
+    say!(o, "  {}", enforced(e, Part::Exec));
+    let layers = e.part(Part::Exec).map(|p| p.layers()).unwrap_or(&[]);
+    if layers.contains(&Layer::BpfLsm) {
         say!(
             o,
-            "  enforced by the eBPF tracepoint sched_process_exec: the executed file (device and inode) must be an allowed file or lie beneath an allowed directory, else the process is killed after exec, before its first instruction; the dynamic loader, a memfd or an fd run directly are checked as themselves"
+            "  BPF LSM bprm_check_security: a forbidden exec fails with EPERM before it happens"
         );
-        if host.bpf.lsm.is_available() {
-            say!(
-                o,
-                "  and first by BPF LSM bprm_check_security: a forbidden exec fails with EPERM before it happens"
-            );
-        } else {
+    }
+    if layers.contains(&Layer::EbpfExecTracepoint) {
+        say!(
+            o,
+            "  eBPF tracepoint sched_process_exec: the executed file (device and inode) must be an allowed file or lie beneath an allowed directory, else the process is killed after exec, before its first instruction; the dynamic loader, a memfd or an fd run directly are checked as themselves"
+        );
+        if !layers.contains(&Layer::BpfLsm) {
             say!(
                 o,
                 "  weaker: BPF LSM not available (bprm_check_security would deny with EPERM before the exec); a forbidden exec is killed instead"
             );
         }
-    } else {
+    }
+    if layers.iter().any(|l| matches!(l, Layer::Landlock { .. })) {
         say!(
             o,
-            "  {}",
-            not_enforced(plan, Gap::Exec("tracepoint programs do not load".into()))
+            "  Landlock execute right: exec of anything outside filesystem.execute fails with EACCES"
         );
     }
-    scripts_section(&mut o, plan);
+    scripts_section(o, plan);
     say!(o);
+}
 
+fn syscalls_section(o: &mut String, plan: &Plan, e: &Enforcement) {
     say!(o, "syscalls");
     say!(o, "  denied: {}", list(&plan.seccomp.deny));
     say!(
@@ -374,9 +390,10 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         SeccompAction::Kill => "the process is killed (SIGSYS)",
         SeccompAction::Log => "allowed and logged by the kernel",
     };
+    say!(o, "  {}", enforced(e, Part::Syscalls));
     say!(
         o,
-        "  enforced by seccomp (libseccomp, groups expanded for this architecture): the profile's own syscalls.deny entries: {}; the always-on baseline (base deny set, user namespaces, TIOCSTI/TIOCLINUX, setuid bits, process reach, sockets): {} (a profile's `log` never weakens it; only audit mode logs it)",
+        "  the profile's own syscalls.deny entries: {}; the always-on baseline (base deny set, user namespaces, TIOCSTI/TIOCLINUX, setuid bits, process reach, sockets): {} (a profile's `log` never weakens it; only audit mode logs it)",
         act(plan.seccomp.profile_action()),
         act(plan.seccomp.baseline_action())
     );
@@ -386,64 +403,82 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
     );
     say!(
         o,
-        "  sockets: only AF_INET/AF_INET6 TCP or UDP (no ICMP/ping, raw, UDP-Lite, SCTP, MPTCP), AF_NETLINK NETLINK_ROUTE (resolvers) and AF_UNIX can be created, and the profile narrows that further; packet, vsock and every other family fail with EPERM. setsockopt of IP_OPTIONS, IP_RETOPTS, IP_TRANSPARENT, IP_UNICAST_IF, the IPv6 routing/hop-by-hop/destination option headers (and their RFC 2292 forms), IPV6_PKTINFO, IPV6_TRANSPARENT, IPV6_UNICAST_IF, SO_BINDTODEVICE, SO_BINDTOIFINDEX and SO_MARK fails with EPERM. Seccomp cannot read sendmsg control messages: an IPV6_RTHDR or IP_RETOPTS cmsg is left to the eBPF egress packet backstop"
+        "  sockets: only AF_INET/AF_INET6 TCP or UDP (no ICMP/ping, raw, UDP-Lite, SCTP, MPTCP), AF_NETLINK NETLINK_ROUTE (resolvers) and AF_UNIX can be created, and the profile narrows that further; packet, vsock and every other family fail with EPERM. setsockopt of IP_OPTIONS, IP_RETOPTS, IP_TRANSPARENT, IP_UNICAST_IF, the IPv6 routing/hop-by-hop/destination option headers (and their RFC 2292 forms), IPV6_PKTINFO, IPV6_TRANSPARENT, IPV6_UNICAST_IF, SO_BINDTODEVICE, SO_BINDTOIFINDEX and SO_MARK fails with EPERM. The same options as sendmsg control messages need CAP_NET_RAW, which no sandbox has"
     );
     say!(
         o,
         "  xattrs: getxattr, lgetxattr, listxattr, llistxattr (and getxattrat/listxattrat where the kernel has them) fail with ENOTSUP, which cp/tar/ls read as \"no xattrs\": Landlock has no right for xattr reads, so values outside the read paths would otherwise be readable; fgetxattr on a file the tool opened still works. Left: readlink of a symlink outside the read paths still returns its target (Landlock has no rule for it)"
     );
     say!(o);
+}
 
+fn limits_section(o: &mut String, plan: &Plan, e: &Enforcement) {
     say!(o, "limits");
-    let cg = |c: &str| match controller(host, c) {
-        Some(w) => format!("enforced by {w}"),
-        None => {
-            format!("MISSING here: no {c} controller; `guard exec` refuses to start (exit 125)")
-        }
-    };
     if let Some(m) = plan.cgroup.memory_bytes {
         say!(
             o,
             "  memory: {m} bytes ({}): the sandbox is OOM-killed beyond it",
-            cg("memory")
+            enforced(e, Part::Memory)
         );
     }
     if let Some(n) = plan.cgroup.pids {
-        say!(o, "  pids: {n} ({}): fork fails beyond it", cg("pids"));
+        say!(
+            o,
+            "  pids: {n} ({}): fork fails beyond it",
+            enforced(e, Part::Pids)
+        );
     }
     if let Some(c) = plan.cgroup.cpu {
-        say!(o, "  cpu: {c} CPUs of bandwidth ({})", cg("cpu"));
+        say!(
+            o,
+            "  cpu: {c} CPUs of bandwidth ({})",
+            enforced(e, Part::Cpu)
+        );
     }
     if let Some(t) = plan.time.wall_time {
         say!(
             o,
-            "  wall_time: {} (the supervisor kills the whole sandbox)",
-            humantime::format_duration(t)
+            "  wall_time: {} ({}: the whole sandbox is killed)",
+            humantime::format_duration(t),
+            enforced(e, Part::WallTime)
         );
     }
     if let Some(t) = plan.time.cpu_time {
         say!(
             o,
-            "  cpu_time: {} (the supervisor kills the whole sandbox when its cgroup has used this much CPU; RLIMIT_CPU per process a second above as a backstop)",
-            humantime::format_duration(t)
+            "  cpu_time: {} ({}: the whole sandbox is killed when its cgroup has used this much CPU; RLIMIT_CPU per process a second above as a backstop)",
+            humantime::format_duration(t),
+            enforced(e, Part::CpuTime)
         );
     }
     if let Some(n) = plan.open_files {
-        say!(o, "  open_files: {n} (RLIMIT_NOFILE)");
+        say!(o, "  open_files: {n} ({})", enforced(e, Part::OpenFiles));
     }
-    for (name, v) in [
-        ("connects_per_minute", plan.ebpf.connects_per_minute),
-        ("execs_per_minute", plan.ebpf.execs_per_minute),
+    for (name, part, v) in [
+        (
+            "connects_per_minute",
+            Part::ConnectRate,
+            plan.ebpf.connects_per_minute,
+        ),
+        (
+            "execs_per_minute",
+            Part::ExecRate,
+            plan.ebpf.execs_per_minute,
+        ),
     ] {
         if let Some(n) = v {
             say!(
                 o,
-                "  {name}: {n} (eBPF counter per sandbox; beyond it on_violation applies)"
+                "  {name}: {n} (counter per sandbox, {}; beyond it on_violation applies)",
+                enforced(e, part)
             );
         }
     }
     say!(o);
+}
 
+fn identity_section(o: &mut String, profile: &ResolvedProfile, plan: &Plan, _e: &Enforcement) {
+    let p = &profile.profile;
     say!(o, "identity");
     match &p.process.user {
         Some(u) => say!(
@@ -457,7 +492,7 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
             );
             say!(
                 o,
-                "  when the caller is root: the tool is uid 0 without capabilities and still owns root-owned files, so it can change their mode bits and timestamps anywhere (Landlock does not cover chmod/utimes; setuid/setgid bits are refused by seccomp); set process.user to avoid that"
+                "  when the caller is root: the tool is uid 0 without capabilities; outside the write paths the tree is read-only, so it cannot change modes or owners there; set process.user to run as someone else"
             );
         }
     }
@@ -472,23 +507,19 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         list(&p.process.env_keep),
         list(set)
     );
+    let _ = plan;
     say!(o);
+}
 
+fn violation_section(o: &mut String, plan: &Plan) {
     say!(o, "on_violation");
     say!(o, "  network: {}", action(plan.on_violation.network));
     say!(o, "  exec:    {}", action(plan.on_violation.exec));
-    if plan.on_violation.exec == ViolationAction::Deny && !host.bpf.lsm.is_available() {
-        say!(
-            o,
-            "  exec deny here: Landlock EACCES outside filesystem.execute; an exec allowed by Landlock but not by process.exec can only be killed after exec (no BPF LSM)"
-        );
-    }
     say!(
         o,
-        "  files:   always EACCES (Landlock) or EROFS (read-only tree); syscalls: the profile's own entries per syscalls.action, the baseline always EPERM (or kill)"
+        "  files:   always denied (Landlock EACCES or EROFS), whatever on_violation says: Landlock cannot kill or let through and record; syscalls: the profile's own entries per syscalls.action, the baseline always EPERM (or kill)"
     );
     say!(o);
-
     say!(o, "audit mode (guard exec --mode audit)");
     say!(
         o,
@@ -502,7 +533,6 @@ pub fn describe(profile: &ResolvedProfile, plan: &Plan, host: &HostFeatures) -> 
         o,
         "  denying or killing; cgroup limits, rlimits and wall_time still apply."
     );
-    o
 }
 
 /// What `explain` says about `#!` scripts listed in `process.exec` (see `ebpf::scripts`).
@@ -541,9 +571,8 @@ fn scripts_section(o: &mut String, plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{BpfSupport, Probe};
+    use crate::enforcement::CgroupLayout;
     use crate::plan::{UserIds, UserResolver};
-    use crate::profile::Source;
 
     struct NoUsers;
     impl UserResolver for NoUsers {
@@ -552,33 +581,26 @@ mod tests {
         }
     }
 
-    fn host(abi: u32, lsm: bool) -> HostFeatures {
-        let p = |ok: bool| {
-            if ok {
-                Probe::Available
-            } else {
-                Probe::Refused("EINVAL".into())
-            }
-        };
-        HostFeatures {
-            kernel_release: "6.18.0".into(),
+    fn host(abi: u32, lsm: bool) -> HostView {
+        HostView {
             landlock_abi: abi,
-            bpf: BpfSupport {
-                tracepoint: p(true),
-                cgroup_sock_addr: p(true),
-                lsm: p(lsm),
-                fentry: p(false),
+            probes: Ok(()),
+            bpf_lsm: lsm,
+            cgroup: CgroupLayout::Hybrid {
+                v1: vec!["memory".into(), "pids".into()],
             },
-            cgroup: CgroupMode::Hybrid {
-                v1: vec![("memory".into(), "/sys/fs/cgroup/memory".into())],
-                unified: "/sys/fs/cgroup/unified".into(),
-                unified_controllers: vec![],
-            },
-            btf: true,
         }
     }
 
-    fn explain(text: &str, h: &HostFeatures) -> String {
+    fn expand(cwd: &str) -> ExpandContext {
+        ExpandContext {
+            cwd: cwd.into(),
+            home: None,
+            tmpdir: "/tmp".into(),
+        }
+    }
+
+    fn explain_in(text: &str, h: &HostView, cwd: &str) -> String {
         let src = Source {
             display: "t.toml".into(),
             id: "t.toml".into(),
@@ -588,16 +610,22 @@ mod tests {
         let prof =
             crate::profile::resolve(&src, &Lookup::new(None)).unwrap_or_else(|e| panic!("{e}"));
         let ctx = CompileContext {
-            expand: ExpandContext {
-                cwd: "/w".into(),
-                home: None,
-                tmpdir: "/tmp".into(),
-            },
+            expand: expand(cwd),
             parent_env: vec![],
             mode: Mode::Enforce,
             users: &NoUsers,
         };
-        describe(&prof, &Plan::compile(&prof, &ctx).unwrap(), h)
+        describe(
+            &prof,
+            &Plan::compile(&prof, &ctx).unwrap(),
+            h,
+            "6.18.0",
+            &ctx.expand,
+        )
+    }
+
+    fn explain(text: &str, h: &HostView) -> String {
+        explain_in(text, h, "/w")
     }
 
     const PROFILE: &str = r#"
@@ -628,7 +656,11 @@ mod tests {
         assert!(out.contains("ptrace"), "{out}");
         assert!(out.contains("exec:    kill"), "{out}");
         assert!(
-            out.contains("Landlock TCP rules (ABI 4): connect ports 443,"),
+            out.contains("TCP ports: enforced here by eBPF cgroup hooks, Landlock ABI 7"),
+            "{out}"
+        );
+        assert!(
+            out.contains("verdict: guard exec runs this profile here"),
             "{out}"
         );
         assert!(out.contains("audit mode"), "{out}");
@@ -642,12 +674,6 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("BPF LSM not available"), "{out}");
-        let deny = explain(
-            &PROFILE.replace("exec = \"kill\"", "exec = \"deny\""),
-            &host(7, false),
-        );
-        assert!(deny.contains("can only be killed after exec"), "{deny}");
-        assert!(!out.contains("can only be killed after exec"), "{out}");
         let with_lsm = explain(PROFILE, &host(7, true));
         assert!(
             with_lsm.contains("BPF LSM bprm_check_security: a forbidden exec fails with EPERM"),
@@ -658,20 +684,57 @@ mod tests {
     #[test]
     fn old_landlock_and_missing_controllers_are_reported() {
         let out = explain(PROFILE, &host(3, true));
+        // Ports fall to the eBPF hooks alone; scoping has no other layer yet.
         assert!(
-            out.contains("Landlock ABI 3 < 4 has no TCP port rules"),
-            "{out}"
-        );
-        assert!(out.contains("Landlock ABI 3 < 6 cannot scope"), "{out}");
-        assert!(
-            out.contains("memory: 1048576 bytes (enforced by cgroup v1)"),
+            out.contains("TCP ports: enforced here by eBPF cgroup hooks\n"),
             "{out}"
         );
         assert!(
-            out.contains("pids: 5 (MISSING here: no pids controller"),
+            out.contains("MISSING here: signals and abstract unix sockets"),
+            "{out}"
+        );
+        assert!(out.contains("verdict: guard exec REFUSES"), "{out}");
+        assert!(
+            out.contains("memory: 1048576 bytes (enforced here by cgroup v1)"),
+            "{out}"
+        );
+        let no_pids = HostView {
+            cgroup: CgroupLayout::Hybrid {
+                v1: vec!["memory".into()],
+            },
+            ..host(7, true)
+        };
+        let out = explain(PROFILE, &no_pids);
+        assert!(
+            out.contains("pids: 5 (MISSING here: the pids limit"),
             "{out}"
         );
         let none = explain(PROFILE, &host(0, true));
         assert!(none.contains("Landlock is not available"), "{none}");
+    }
+
+    #[test]
+    fn network_audit_alone_is_allowed_and_recorded_by_the_hooks() {
+        let out = explain(
+            &PROFILE.replace("exec = \"kill\"", "network = \"audit\""),
+            &host(7, true),
+        );
+        assert!(
+            out.contains("network: audit (allowed and recorded)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Landlock's TCP port rules and the seccomp socket ban are not applied"),
+            "{out}"
+        );
+        assert!(!out.contains("TCP ports:"), "{out}");
+    }
+
+    #[test]
+    fn cwd_on_a_system_directory_is_called_out() {
+        let out = explain_in(PROFILE, &host(7, true), "/");
+        assert!(out.contains("WARNING: ${CWD} is / here"), "{out}");
+        let fine = explain_in(PROFILE, &host(7, true), "/home/me/project");
+        assert!(!fine.contains("WARNING"), "{fine}");
     }
 }

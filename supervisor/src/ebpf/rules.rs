@@ -12,14 +12,14 @@ use aya::maps::lpm_trie::Key;
 use guard_common::SandboxPolicy;
 use guard_common::policy::{
     EXEC_ALLOW_FILE, EXEC_ALLOW_TREE, ExecKey, MAX_PER_MINUTE, MAX_PORT_RANGES, NET_KEY_FIXED_BITS,
-    NET_KIND_BIND, NET_KIND_CONNECT, Net4Key, Net6Key, POLICY_AUDIT, POLICY_ENFORCE_EXEC,
-    POLICY_ENFORCE_NET, POLICY_KILL_ON_EXEC, POLICY_KILL_ON_NET, POLICY_REPORT_EXEC, PortRange,
-    PortRules,
+    NET_KIND_BIND, NET_KIND_CONNECT, Net4Key, Net6Key, POLICY_AUDIT_EXEC, POLICY_AUDIT_NET,
+    POLICY_ENFORCE_EXEC, POLICY_ENFORCE_NET, POLICY_KILL_ON_EXEC, POLICY_KILL_ON_NET,
+    POLICY_REPORT_EXEC, PortRange, PortRules,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::plan::{Mode, Plan, ViolationAction};
-use crate::profile::values::Ports;
+use crate::policy::network::Ports;
 
 /// Which profile list a network rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -158,19 +158,19 @@ fn merge(ranges: &mut [Ports]) -> Vec<Ports> {
 /// The `SANDBOXES` value for `plan`.
 pub fn sandbox_policy(plan: &Plan, sandbox_id: u64) -> Result<SandboxPolicy, RuleError> {
     let mut flags = POLICY_REPORT_EXEC | POLICY_ENFORCE_EXEC | POLICY_ENFORCE_NET;
-    if plan.mode == Mode::Audit {
-        flags |= POLICY_AUDIT;
+    // Each category's audit is its own bit: `on_violation.network = "audit"` alone records
+    // and allows network violations while exec violations are still denied, and the other way.
+    if plan.mode == Mode::Audit || plan.on_violation.network == ViolationAction::Audit {
+        flags |= POLICY_AUDIT_NET;
+    }
+    if plan.mode == Mode::Audit || plan.on_violation.exec == ViolationAction::Audit {
+        flags |= POLICY_AUDIT_EXEC;
     }
     if plan.on_violation.network == ViolationAction::Kill {
         flags |= POLICY_KILL_ON_NET;
     }
     if plan.on_violation.exec == ViolationAction::Kill {
         flags |= POLICY_KILL_ON_EXEC;
-    }
-    if plan.on_violation.network == ViolationAction::Audit
-        && plan.on_violation.exec == ViolationAction::Audit
-    {
-        flags |= POLICY_AUDIT;
     }
     let rate = |key: &'static str, value: Option<u32>| match value {
         Some(v) if u64::from(v) > MAX_PER_MINUTE => Err(RuleError::RateTooHigh { key, value: v }),

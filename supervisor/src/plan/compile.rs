@@ -15,10 +15,10 @@ use super::landlock::{FsGrant, LandlockPlan, PathRule, PortRange};
 use super::seccomp::{SeccompAction, SeccompPlan};
 use super::seccomp_groups::{BASELINE_MARKERS, MARKER_NO_INET, MARKER_NO_UNIX};
 use super::{IdentityPlan, Mode, Plan, TimeLimits, UserIds, ViolationAction, ViolationPolicy};
+use crate::policy::network::Endpoint;
 use crate::profile::ResolvedProfile;
 use crate::profile::expand::{ExpandContext, ExpandError, Template};
 use crate::profile::lookup::DYNAMIC_LOADERS;
-use crate::profile::values::Endpoint;
 
 /// Port of DNS over TCP, opened for Landlock when `network.dns` is on (answers too large for UDP
 /// fall back to TCP; which resolver may be reached is still the eBPF layer's decision).
@@ -138,6 +138,23 @@ impl Plan {
         let p = &profile.profile;
         let audit = ctx.mode == Mode::Audit;
 
+        let default = p.on_violation.action.unwrap_or(ViolationAction::Deny);
+        let on_violation = if audit {
+            ViolationPolicy {
+                network: ViolationAction::Audit,
+                exec: ViolationAction::Audit,
+            }
+        } else {
+            ViolationPolicy {
+                network: p.on_violation.network.unwrap_or(default),
+                exec: p.on_violation.exec.unwrap_or(default),
+            }
+        };
+
+        // Landlock refuses a connect or bind before guard's eBPF hooks see it, and cannot kill or
+        // let it through and record it: a network category that says kill or audit leaves ports
+        // to the hooks (the enforcement model then requires them), so it means what it says.
+        let network_denies = on_violation.network == ViolationAction::Deny;
         // Landlock: one rule per path, the union of the rights every list grants it.
         let mut grants: BTreeMap<PathBuf, FsGrant> = BTreeMap::new();
         for path in expand_all("filesystem.read", &p.filesystem.read, &ctx.expand)? {
@@ -163,8 +180,16 @@ impl Plan {
                 .into_iter()
                 .map(|(path, grant)| PathRule { path, grant })
                 .collect(),
-            tcp_connect: merge_ranges(tcp_connect),
-            tcp_bind: merge_ranges(ports(&p.network.bind)),
+            tcp_connect: if network_denies {
+                merge_ranges(tcp_connect)
+            } else {
+                vec![PortRange::ALL]
+            },
+            tcp_bind: if network_denies {
+                merge_ranges(ports(&p.network.bind))
+            } else {
+                vec![PortRange::ALL]
+            },
             scope: true,
         };
 
@@ -177,8 +202,10 @@ impl Plan {
         if p.network.connect.is_empty()
             && p.network.bind.is_empty()
             && !p.network.dns.unwrap_or(false)
+            && network_denies
         {
             // No network at all: no IP socket may even be created (TCP, UDP, both families).
+            // (Not with kill or audit: the connect must reach the hooks to be killed or recorded.)
             deny.push(MARKER_NO_INET.to_owned());
         }
         if p.network.bind.is_empty() {
@@ -229,25 +256,12 @@ impl Plan {
         }
         let ebpf = EbpfPolicy {
             exec_allow,
-            connect: p.network.connect.iter().map(ToString::to_string).collect(),
-            bind: p.network.bind.iter().map(ToString::to_string).collect(),
+            connect: p.network.connect.clone(),
+            bind: p.network.bind.clone(),
             unix: expand_all("network.unix", &p.network.unix, &ctx.expand)?,
             dns,
             connects_per_minute: p.limits.connects_per_minute,
             execs_per_minute: p.limits.execs_per_minute,
-        };
-
-        let default = p.on_violation.action.unwrap_or(ViolationAction::Deny);
-        let on_violation = if audit {
-            ViolationPolicy {
-                network: ViolationAction::Audit,
-                exec: ViolationAction::Audit,
-            }
-        } else {
-            ViolationPolicy {
-                network: p.on_violation.network.unwrap_or(default),
-                exec: p.on_violation.exec.unwrap_or(default),
-            }
         };
 
         Ok(Plan {
@@ -416,7 +430,7 @@ mod tests {
         );
         assert_eq!(plan.landlock.tcp_bind, vec![r(9000, 9000)]);
         assert!(plan.ebpf.dns);
-        assert_eq!(plan.ebpf.connect[2], "[::1]:8080-8090");
+        assert_eq!(plan.ebpf.connect[2].to_string(), "[::1]:8080-8090");
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The eBPF part of a plan: map entries for the network and exec probes of one sandbox.
 
+use crate::policy::network::Endpoint;
+
 /// Policy the eBPF probes enforce for one sandbox cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EbpfPolicy {
     /// `process.exec` (defaults to `filesystem.execute`): absolute paths that may be executed.
     pub exec_allow: Vec<std::path::PathBuf>,
-    /// `network.connect` entries as written (host names resolved at start).
-    pub connect: Vec<String>,
+    /// `network.connect` entries (host names resolved at start).
+    pub connect: Vec<Endpoint>,
     /// `network.bind` entries.
-    pub bind: Vec<String>,
+    pub bind: Vec<Endpoint>,
     /// `network.unix` socket paths.
     pub unix: Vec<std::path::PathBuf>,
     /// `network.dns`.

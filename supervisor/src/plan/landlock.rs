@@ -24,6 +24,28 @@ pub struct PortRange {
     pub last: u16,
 }
 
+impl PortRange {
+    /// Every port: Landlock then restricts nothing for that access right.
+    pub const ALL: PortRange = PortRange {
+        first: 0,
+        last: u16::MAX,
+    };
+
+    /// Whether `ranges` leave out some port (otherwise there is nothing for Landlock to do).
+    pub fn restricts(ranges: &[PortRange]) -> bool {
+        let mut sorted: Vec<PortRange> = ranges.to_vec();
+        sorted.sort_by_key(|r| r.first);
+        let mut next: u32 = 0;
+        for r in sorted {
+            if u32::from(r.first) > next {
+                return true;
+            }
+            next = next.max(u32::from(r.last) + 1);
+        }
+        next <= u32::from(u16::MAX)
+    }
+}
+
 /// What Landlock must enforce.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LandlockPlan {

@@ -7,7 +7,7 @@
 //!
 //! Beyond the keys of design.md a profile may say `allow_weaker = ["landlock.net",
 //! "landlock.scope", "bpf.lsm"]`: the parts it accepts to have enforced more weakly on hosts
-//! whose kernel lacks them (see [`crate::plan::Weakening`]).
+//! whose kernel lacks them (see [`crate::policy::Weakening`]).
 
 pub mod expand;
 pub mod extends;

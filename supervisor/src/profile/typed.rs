@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::expand::Template;
 use super::values::Endpoint;
-use crate::plan::seccomp::SeccompAction;
-use crate::plan::{ViolationAction, Weakening};
+use crate::policy::SeccompAction;
+use crate::policy::{ViolationAction, Weakening};
 
 /// A profile after validation. `None` means "not set here" so that merging can tell an unset
 /// scalar from one set to the default.

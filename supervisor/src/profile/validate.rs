@@ -9,8 +9,8 @@ use super::model::{RawLimits, RawProfile, Str, StrList};
 use super::parse::{Diagnostic, Reporter};
 use super::typed::{Filesystem, Limits, Network, OnViolation, Process, Profile, Syscalls};
 use super::values::{self, Endpoint};
-use crate::plan::seccomp::SeccompAction;
-use crate::plan::{ViolationAction, Weakening};
+use crate::policy::SeccompAction;
+use crate::policy::{ViolationAction, Weakening};
 
 /// One file, validated: its own settings and its `extends` entries (with spans, so a missing
 /// fragment or a cycle is reported at the entry that names it).

@@ -1,9 +1,9 @@
 //! Turning a [`LandlockPlan`] into a Landlock ruleset, in the supervisor, before `fork`.
 //!
 //! The ruleset is built for exactly the ABI this kernel reports, with
-//! [`CompatLevel::HardRequirement`], so nothing is silently dropped: what the kernel cannot
-//! enforce is listed in [`PreparedLandlock::gaps`] and the launcher refuses to start unless
-//! another layer covers it. The child only calls `landlock_restrict_self` on the returned fd.
+//! [`CompatLevel::HardRequirement`], so nothing is silently dropped. Whether what this ABI lacks
+//! is covered by another layer is the enforcement model's decision ([`crate::enforcement`]), made
+//! before anything runs. The child only calls `landlock_restrict_self` on the returned fd.
 //!
 //! Rights per grant: `read` = read files and list directories; `write` = read plus every
 //! modifying right of the ABI (create, remove, truncate, refer, device ioctl); `execute` = read
@@ -17,49 +17,10 @@ use landlock::{
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
 };
 
-use crate::plan::Weakening;
 use crate::plan::landlock::{FsGrant, LandlockPlan, PortRange};
 use crate::sandbox::rule_paths::{RulePathError, open_rule_path};
 
-/// Landlock ABI that added TCP bind/connect rules (Linux 6.7).
-const ABI_NET: u32 = 4;
-/// Landlock ABI that added scoping of abstract unix sockets and signals (Linux 6.12).
-const ABI_SCOPE: u32 = 6;
-
-/// A part of the plan this kernel's Landlock cannot enforce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LandlockGap {
-    /// No Landlock at all: file access is not restricted by Landlock.
-    Unavailable,
-    /// ABI < 4: TCP connect/bind port rules.
-    TcpPorts,
-    /// ABI < 6: abstract unix socket and signal scoping.
-    Scoping,
-}
-
-impl LandlockGap {
-    /// Whether the profile's `allow_weaker` accepts running without this part. Landlock missing
-    /// altogether is never accepted: nothing else restricts files.
-    pub fn accepted_by(&self, plan: &crate::plan::Plan) -> bool {
-        match self {
-            LandlockGap::Unavailable => false,
-            LandlockGap::TcpPorts => plan.allows_weaker(Weakening::LandlockNet),
-            LandlockGap::Scoping => plan.allows_weaker(Weakening::LandlockScope),
-        }
-    }
-}
-
-impl std::fmt::Display for LandlockGap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            LandlockGap::Unavailable => "Landlock is not available: file rules cannot be enforced",
-            LandlockGap::TcpPorts => "Landlock ABI < 4: TCP port rules cannot be enforced",
-            LandlockGap::Scoping => {
-                "Landlock ABI < 6: abstract unix sockets and signals cannot be scoped"
-            }
-        })
-    }
-}
+use crate::enforcement::landlock_abi::{NET as ABI_NET, SCOPE as ABI_SCOPE};
 
 /// A ruleset ready for `landlock_restrict_self` in the child.
 #[derive(Debug)]
@@ -68,8 +29,6 @@ pub struct PreparedLandlock {
     pub ruleset: Option<OwnedFd>,
     /// Paths of the plan that do not exist on this host (nothing to grant beneath them).
     pub missing_paths: Vec<PathBuf>,
-    /// What this ABI cannot enforce.
-    pub gaps: Vec<LandlockGap>,
 }
 
 /// Errors while building the ruleset.
@@ -114,52 +73,17 @@ fn is_directory(fd: &impl AsFd) -> bool {
     nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
-/// What the host ABI cannot enforce of `plan`.
-pub fn gaps(plan: &LandlockPlan, abi: u32) -> Vec<LandlockGap> {
-    if abi == 0 {
-        return vec![LandlockGap::Unavailable];
-    }
-    let mut gaps = Vec::new();
-    if abi < ABI_NET && (restricts_ports(&plan.tcp_connect) || restricts_ports(&plan.tcp_bind)) {
-        gaps.push(LandlockGap::TcpPorts);
-    }
-    if abi < ABI_SCOPE && plan.scope {
-        gaps.push(LandlockGap::Scoping);
-    }
-    gaps
-}
-
-/// True unless the ranges allow every port (then there is nothing to restrict).
-fn restricts_ports(ranges: &[PortRange]) -> bool {
-    !covers_all_ports(ranges)
-}
-
-fn covers_all_ports(ranges: &[PortRange]) -> bool {
-    let mut sorted: Vec<PortRange> = ranges.to_vec();
-    sorted.sort_by_key(|r| r.first);
-    let mut next: u32 = 0;
-    for range in sorted {
-        if u32::from(range.first) > next {
-            return false;
-        }
-        next = next.max(u32::from(range.last) + 1);
-    }
-    next > u32::from(u16::MAX)
-}
-
 /// Builds the ruleset for `plan` at the host's `abi` (0 = no Landlock).
 pub fn prepare(plan: &LandlockPlan, abi: u32) -> Result<PreparedLandlock, LandlockError> {
-    let gaps = gaps(plan, abi);
     if abi == 0 {
         return Ok(PreparedLandlock {
             ruleset: None,
             missing_paths: Vec::new(),
-            gaps,
         });
     }
     let abi_level = ABI::from(i32::try_from(abi).unwrap_or(i32::MAX));
-    let restrict_connect = abi >= ABI_NET && restricts_ports(&plan.tcp_connect);
-    let restrict_bind = abi >= ABI_NET && restricts_ports(&plan.tcp_bind);
+    let restrict_connect = abi >= ABI_NET && PortRange::restricts(&plan.tcp_connect);
+    let restrict_bind = abi >= ABI_NET && PortRange::restricts(&plan.tcp_bind);
 
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
@@ -224,7 +148,6 @@ pub fn prepare(plan: &LandlockPlan, abi: u32) -> Result<PreparedLandlock, Landlo
     Ok(PreparedLandlock {
         ruleset: created.into(),
         missing_paths,
-        gaps,
     })
 }
 
@@ -279,32 +202,10 @@ mod tests {
 
     #[test]
     fn full_port_coverage_is_detected_across_ranges() {
-        assert!(covers_all_ports(&[range(0, 1000), range(1001, 65535)]));
-        assert!(covers_all_ports(&[range(500, 65535), range(0, 600)]));
-        assert!(!covers_all_ports(&[range(0, 1000), range(1002, 65535)]));
-        assert!(!covers_all_ports(&[]));
-    }
-
-    #[test]
-    fn old_abis_report_what_they_cannot_enforce() {
-        let plan = LandlockPlan {
-            scope: true,
-            tcp_connect: vec![range(443, 443)],
-            ..LandlockPlan::default()
-        };
-        assert_eq!(gaps(&plan, 7), vec![]);
-        assert_eq!(gaps(&plan, 5), vec![LandlockGap::Scoping]);
-        assert_eq!(
-            gaps(&plan, 3),
-            vec![LandlockGap::TcpPorts, LandlockGap::Scoping]
-        );
-        assert_eq!(gaps(&plan, 0), vec![LandlockGap::Unavailable]);
-    }
-
-    #[test]
-    fn empty_port_list_still_restricts_connect() {
-        // No `network.connect` entries means no TCP connect at all, which ABI 4 can enforce.
-        let plan = LandlockPlan::default();
-        assert_eq!(gaps(&plan, 3), vec![LandlockGap::TcpPorts]);
+        assert!(!PortRange::restricts(&[range(0, 1000), range(1001, 65535)]));
+        assert!(!PortRange::restricts(&[range(500, 65535), range(0, 600)]));
+        assert!(PortRange::restricts(&[range(0, 1000), range(1002, 65535)]));
+        assert!(PortRange::restricts(&[]));
+        assert!(!PortRange::restricts(&[PortRange::ALL]));
     }
 }

@@ -13,19 +13,20 @@ use serde_json::json;
 
 use super::cgroup::{self, CgroupEvents, CgroupManager};
 use super::child::{self, ChildSetup, Spawned};
-use super::coverage;
 use super::handshake::{ChildFailure, ChildStep, GO};
-use super::landlock::{self as sandbox_landlock, LandlockGap};
+use super::landlock as sandbox_landlock;
 use super::monitor::ProbeFeed;
 use super::mounts::{MountPlan, MountPlanError};
-use super::probes::{self, AttachError, AttachedProbes};
+use super::probes::{self, AttachError, PolicyError};
 use super::program::{self, ProgramError};
 use super::protected;
 use super::seccomp;
 use super::sentinel::{Sentinel, SentinelError};
 use super::supervise::{self, Deadlines, Ending};
+use super::teardown::StartGuard;
 use super::{exit, monitor::Monitor};
 use crate::audit::{AuditEvent, AuditLog, Enforcer, Verdict};
+use crate::enforcement::{self, HostView, Refusal};
 use crate::plan::{Mode, Plan};
 
 /// What to run and where to write the evidence.
@@ -49,10 +50,10 @@ pub enum LaunchError {
     NulByte,
     #[error("preparing the Landlock ruleset")]
     Landlock(#[from] sandbox_landlock::LandlockError),
-    #[error("refusing to run with less protection than the profile asks for: {}", .0.join("; "))]
-    Unenforceable(Vec<String>),
+    #[error("refusing to run with less protection than the profile asks for: {}", join(.0))]
+    Unenforceable(Vec<Refusal>),
     #[error("the profile's network rules cannot be enforced: {0}")]
-    Policy(String),
+    Policy(#[from] PolicyError),
     #[error("compiling the seccomp filter")]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("opening the audit log")]
@@ -122,19 +123,10 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // 2. Build the Landlock ruleset and the seccomp program here, in the parent: the child must
     //    not allocate after fork. A part the kernel cannot enforce stops us (fail closed).
     //    In audit mode Landlock is not applied at all: it cannot log-and-allow.
-    let landlock = if enforce {
-        let prepared = sandbox_landlock::prepare(&plan.landlock, landlock_abi)?;
-        let refused: Vec<LandlockGap> = prepared
-            .gaps
-            .iter()
-            .filter(|gap| !gap.accepted_by(plan))
-            .cloned()
-            .collect();
-        let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        if !refused.is_empty() {
-            return Err(LaunchError::Unenforceable(refused));
-        }
-        prepared.ruleset
+    //    Whether this host can enforce the plan is decided once, in step 5, by the enforcement
+    //    model (with what the probes could do); here the ruleset is only built.
+    let landlock = if enforce && landlock_abi > 0 {
+        sandbox_landlock::prepare(&plan.landlock, landlock_abi)?.ruleset
     } else {
         None
     };
@@ -160,37 +152,41 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
 
-    // 5. The sandbox's policy into the eBPF probes (loaded and pinned by the first guard that
-    //    needs them), keyed by the cgroup's id, before anything runs in it. Probes that cannot
-    //    be used on this host are gaps the profile must accept by name, or nothing runs.
-    let mut probes = match attach_probes(plan, cgroup.as_ref()) {
-        Ok(probes) => probes,
-        Err(err) => {
-            let _ = cgroup.remove();
-            return Err(err);
-        }
-    };
+    // 5. A sentinel outside the cgroup ends the sandbox if guard itself is killed. From here on,
+    //    a failed start is undone by `start` when it is dropped (one place, see `teardown`).
+    let mut start = StartGuard::new(
+        cgroup.as_ref(),
+        Sentinel::spawn(&sandbox_id, cgroup.as_ref())?,
+    );
 
-    // 6. A sentinel outside the cgroup ends the sandbox if guard itself is killed.
-    let sentinel = match Sentinel::spawn(&sandbox_id, cgroup.as_ref()) {
-        Ok(sentinel) => sentinel,
-        Err(err) => {
-            let _ = cgroup.remove();
-            release_probes(probes);
-            return Err(err.into());
-        }
+    // 6. The sandbox's policy into the eBPF probes (loaded and pinned by the first guard that
+    //    needs them), keyed by the cgroup's id, before anything runs in it. Then the enforcement
+    //    model decides, with what was really set up, whether every part of the profile is
+    //    enforced here or accepted weaker by name; otherwise nothing runs.
+    let probe_status = attach_probes(plan, cgroup.as_ref(), &mut start)?;
+    let host = HostView {
+        landlock_abi,
+        bpf_lsm: start
+            .probes
+            .as_ref()
+            .is_some_and(|p| crate::ebpf::loader::lsm_attached(&p.sandbox.probes().pin_dir)),
+        probes: probe_status,
+        cgroup: cgroup::layout(),
     };
+    let refusals = enforcement::assess(plan, &host).refusals();
+    if !refusals.is_empty() {
+        return Err(LaunchError::Unenforceable(refusals));
+    }
+    if let Err(why) = &host.probes {
+        eprintln!(
+            "guard: warning: running without the eBPF probes ({why}); the profile accepts it \
+             (allow_weaker)"
+        );
+    }
 
     // 7. Block the relayed signals now, so none arriving between fork and the wait loop is lost,
     //    and make guard non-dumpable so the tool cannot read its memory or environment via /proc.
-    let signals = match supervise::block_signals() {
-        Ok(signals) => signals,
-        Err(err) => {
-            let _ = cgroup.remove();
-            release_probes(probes);
-            return Err(err.into());
-        }
-    };
+    let signals = supervise::block_signals()?;
     make_undumpable();
 
     // 8. Everything the child touches, prepared before fork.
@@ -244,32 +240,24 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // SAFETY: the child only runs `child::run`, which uses raw syscalls on prepared memory.
     let spawned = unsafe { child::spawn(&setup, clone_into.as_ref().map(AsFd::as_fd)) };
     drop(clone_into);
-    let spawned = match spawned {
-        Ok(spawned) => spawned,
-        Err(err) => {
-            let _ = cgroup.remove();
-            release_probes(probes);
-            return Err(LaunchError::Fork(err));
-        }
-    };
+    let spawned = spawned.map_err(LaunchError::Fork)?;
     drop(go_read);
     drop(report_write);
     drop(landlock);
 
     // 10. A forked child goes into the sandbox cgroups now; then it is released. If that fails
     //     it never runs.
-    let child = match spawned {
-        Spawned::InCgroup(child) => child,
-        Spawned::Forked(child) => {
-            if let Err(err) = cgroup.add_task(child) {
-                abandon(child, cgroup.as_ref(), sentinel, probes);
-                return Err(child_failure_or(report_read, err.into()));
-            }
-            child
-        }
+    let (child, moved) = match spawned {
+        Spawned::InCgroup(child) => (child, Ok(())),
+        Spawned::Forked(child) => (child, cgroup.add_task(child)),
     };
+    start.set_child(child);
+    if let Err(err) = moved {
+        drop(start);
+        return Err(child_failure_or(report_read, err.into()));
+    }
     if let Err(err) = write_go(go_write) {
-        abandon(child, cgroup.as_ref(), sentinel, probes);
+        drop(start);
         return Err(child_failure_or(report_read, LaunchError::Release(err)));
     }
 
@@ -277,7 +265,6 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     //     command never ran.
     let exe = program.to_string_lossy().into_owned();
     if let Some(failure) = read_report(report_read) {
-        abandon(child, cgroup.as_ref(), sentinel, probes);
         return Err(LaunchError::Child(failure));
     }
     let started = audit
@@ -293,10 +280,8 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
                 "workdir": request.workdir,
                 "cgroup": cgroup.cgroup2_path(),
                 "cgroup_id": cgroup.cgroup2_id(),
-                "bpf_lsm": probes
-                    .as_ref()
-                    .is_some_and(|p| crate::ebpf::loader::lsm_attached(&p.sandbox.probes().pin_dir)),
-                "probes": match probes.as_ref().map(|p| p.start) {
+                "bpf_lsm": host.bpf_lsm,
+                "probes": match start.probes.as_ref().map(|p| p.start) {
                     Some(crate::ebpf::Start::Cold) => "loaded",
                     Some(crate::ebpf::Start::Warm) => "pinned",
                     None => "none",
@@ -304,7 +289,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             }),
         )
         .and_then(|()| {
-            if probes.is_some() {
+            if start.probes.is_some() {
                 // The exec probe records the command's exec itself, with what the kernel ran.
                 return Ok(());
             }
@@ -318,11 +303,12 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
                 json!({ "argv": request.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>() }),
             )
         });
-    if let Err(err) = started {
-        // No evidence, no run: the command dies before it does anything else.
-        abandon(child, cgroup.as_ref(), sentinel, probes);
-        return Err(err.into());
-    }
+    // No evidence, no run: the command dies before it does anything else.
+    started?;
+    let super::teardown::Started {
+        mut probes,
+        sentinel,
+    } = start.started();
 
     // 12. Supervise: relay signals, enforce time limits, turn probe records into audit records,
     //     until the command ends. Then nothing of the sandbox may survive it (double-forked
@@ -360,7 +346,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let events = cgroup.events();
     let removed = cgroup.remove();
     if cleanup.is_ok() && removed.is_ok() {
-        sentinel.dismiss();
+        if let Some(sentinel) = sentinel {
+            sentinel.dismiss();
+        }
     } else {
         // Something of the sandbox may still run: leave it to the sentinel, which kills and
         // removes it once guard is gone, rather than leave it unsupervised.
@@ -433,32 +421,31 @@ fn report_probes(
     }
 }
 
-/// Step 5 of [`launch`]: the sandbox under the probes, or a gap the profile accepts.
+/// Step 6 of [`launch`]: the sandbox under the probes. `Err(why)` when the probes cannot be
+/// used on this host (the enforcement model then decides whether the profile accepts that); a
+/// rule that cannot be written is always an error.
 fn attach_probes(
     plan: &Plan,
     cgroup: &dyn CgroupManager,
-) -> Result<Option<AttachedProbes>, LaunchError> {
-    let (attached, status) = match probes::attach(plan, cgroup) {
-        Ok(attached) => (Some(attached), Ok(())),
-        Err(AttachError::Policy(message)) => return Err(LaunchError::Policy(message)),
-        Err(AttachError::Unavailable(err)) => (None, Err(error_chain(&err))),
-    };
-    let refused = coverage::refused_gaps(plan, status.as_ref().map(|_| ()).map_err(String::as_str));
-    if !refused.is_empty() {
-        if let Some(attached) = attached {
-            let _ = attached.sandbox.unregister();
+    start: &mut StartGuard<'_>,
+) -> Result<Result<(), String>, LaunchError> {
+    match probes::attach(plan, cgroup) {
+        Ok(attached) => {
+            start.probes = Some(attached);
+            Ok(Ok(()))
         }
-        return Err(LaunchError::Unenforceable(
-            refused.iter().map(ToString::to_string).collect(),
-        ));
+        Err(AttachError::Policy(err)) => Err(err.into()),
+        Err(AttachError::Unavailable(err)) => Ok(Err(error_chain(&err))),
     }
-    if let Err(why) = &status {
-        eprintln!(
-            "guard: warning: running without the eBPF probes ({why}); the profile accepts it \
-             (allow_weaker)"
-        );
-    }
-    Ok(attached)
+}
+
+/// The refusals of one start, as one line.
+fn join(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Writes the limit and exit records, prints the kill line, and returns the exit status.
@@ -645,31 +632,6 @@ fn last_capability() -> u32 {
         .unwrap_or(63)
 }
 
-/// Kills a child that must not run, reaps it and removes its cgroup.
-fn abandon(
-    child: Pid,
-    cgroup: &dyn CgroupManager,
-    sentinel: Sentinel,
-    probes: Option<AttachedProbes>,
-) {
-    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(child, None);
-    if cgroup.kill_all().is_ok() {
-        release_probes(probes);
-    }
-    let _ = cgroup.remove();
-    sentinel.dismiss();
-}
-
-/// Takes the sandbox's policy out of the probes; only once nothing runs in its cgroup.
-fn release_probes(probes: Option<AttachedProbes>) {
-    if let Some(attached) = probes
-        && let Err(err) = attached.sandbox.unregister()
-    {
-        eprintln!("guard: error: {}", error_chain(&err));
-    }
-}
-
 /// The sandbox's cgroup2 directory as the fd `clone3` takes; `None` (the child is forked and
 /// moved instead, which reports a vanished directory itself) when it cannot be opened.
 fn open_cgroup_dir(dir: &std::path::Path) -> Option<OwnedFd> {
@@ -688,7 +650,7 @@ fn write_go(go: OwnedFd) -> std::io::Result<()> {
 
 /// The child confines itself before it waits for GO, so a step that failed there ended it and
 /// made the parent's move or release fail too: its report, when there is one, says why. Call
-/// only once the child is gone (after [`abandon`]), or the read waits for it.
+/// only once the child is gone (after its [`StartGuard`] is dropped), or the read waits for it.
 fn child_failure_or(report: OwnedFd, err: LaunchError) -> LaunchError {
     read_report(report).map_or(err, LaunchError::Child)
 }

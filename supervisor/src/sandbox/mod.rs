@@ -5,7 +5,6 @@
 
 pub mod cgroup;
 mod child;
-pub mod coverage;
 pub mod exit;
 pub mod handshake;
 pub mod landlock;
@@ -20,3 +19,4 @@ pub mod rule_paths;
 pub mod seccomp;
 mod sentinel;
 pub mod supervise;
+mod teardown;

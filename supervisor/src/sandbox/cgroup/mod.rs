@@ -166,6 +166,21 @@ pub fn create(
     Ok(manager)
 }
 
+/// The backend [`create`] uses on this host, as the enforcement model sees it: which
+/// controllers limits can go through.
+pub fn layout() -> crate::enforcement::CgroupLayout {
+    use crate::enforcement::CgroupLayout;
+    match detect_host() {
+        Ok(CgroupHost::V2 { root }) => CgroupLayout::V2 {
+            controllers: files::read_controllers(&root).unwrap_or_default(),
+        },
+        Ok(CgroupHost::Hybrid { v1, .. }) => CgroupLayout::Hybrid {
+            v1: v1.into_keys().collect(),
+        },
+        Err(err) => CgroupLayout::Unusable(err.to_string()),
+    }
+}
+
 /// The cgroup layout of this host, from the mount table.
 fn detect_host() -> Result<CgroupHost, CgroupError> {
     let mountinfo =
