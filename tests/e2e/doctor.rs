@@ -161,11 +161,12 @@ fn doctor_reports_what_the_kernel_says() {
         }
     }
     // What that means for exec allowlists follows from the LSM line.
-    let exec = line(&stdout, "  exec allowlist: ");
+    let exec = line(&stdout, "  the exec allowlist: ");
     if line(&stdout, "bpf lsm: ").ends_with("loadable") {
-        assert!(exec.contains("EPERM at exec"), "{exec}");
+        assert!(exec.contains("BPF LSM"), "{exec}");
     } else {
-        assert!(exec.contains("killing after exec"), "{exec}");
+        assert!(!exec.contains("BPF LSM"), "{exec}");
+        assert!(exec.contains("eBPF exec tracepoint"), "{exec}");
     }
 }
 

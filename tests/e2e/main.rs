@@ -20,6 +20,7 @@ mod enforce;
 mod exec;
 mod explain;
 mod identity;
+mod model;
 mod profiles;
 mod scripts;
 mod sockets;

@@ -188,8 +188,8 @@ pub fn describe(
 
 /// System directories a `${CWD}` or `${HOME}` grant must not silently widen a profile to.
 const SYSTEM_DIRS: &[&str] = &[
-    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/root", "/home", "/opt",
-    "/srv", "/boot", "/run", "/tmp",
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/home", "/opt", "/srv",
+    "/boot", "/run", "/tmp",
 ];
 
 /// Where `${CWD}`/`${HOME}` expand to a system directory, says so: the same profile grants far
