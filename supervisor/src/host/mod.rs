@@ -1,8 +1,9 @@
 //! Detection of what this host's kernel offers (Landlock ABI, loadable BPF program types, cgroup
 //! mode and controllers, BTF), by probing rather than by reading configuration.
 //!
-//! [`HostFeatures::detect`] is what `guard doctor` prints and what `guard explain` and
-//! `guard exec` consult to decide which layer enforces each part of a profile.
+//! [`HostFeatures::detect`] is what `guard doctor` prints. Which layer enforces each part of a
+//! profile is decided by [`crate::enforcement::assess`]: `guard explain` and `guard doctor` feed
+//! it these features; `guard exec` feeds it what it actually set up (it does not probe here).
 
 pub mod bpf;
 pub mod btf;

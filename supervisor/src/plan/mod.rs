@@ -1,8 +1,8 @@
 //! The compiled plan of one sandbox: what each enforcement layer must do, derived from a profile.
 //!
 //! Compiling is pure (no syscalls, no host state beyond what the caller passes in), so every
-//! decision here is unit-tested without root. The [`crate::sandbox`] applies a plan; the
-//! [`crate::commands::explain`] command describes one.
+//! decision here is unit-tested without root. The [`crate::sandbox`] applies a plan;
+//! [`crate::enforcement`] says which layer enforces each part of one on a given host.
 
 mod baseline;
 pub mod cgroup;
