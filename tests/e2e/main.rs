@@ -15,6 +15,7 @@ mod check;
 mod daemon;
 mod daemon_seams;
 mod daemon_support;
+mod denials;
 mod doctor;
 mod enforce;
 mod exec;

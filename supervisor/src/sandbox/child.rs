@@ -45,6 +45,9 @@ pub struct ChildSetup<'a> {
     pub report: RawFd,
     /// The supervisor's pid, to notice if it died before we set PDEATHSIG.
     pub supervisor_pid: libc::pid_t,
+    /// The child's end of a unix socket pair: the seccomp listener is sent through it when
+    /// the filter has one (`-1` otherwise).
+    pub listener_socket: RawFd,
 }
 
 /// Capability header version 3 (64-bit capability sets in two 32-bit words).
@@ -316,10 +319,22 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
         }
 
         // 11. seccomp last: the steps above need syscalls the filter may deny.
-        if let Some(filter) = setup.seccomp
-            && let Err(err) = super::seccomp::install(filter)
-        {
-            fail(setup.report, ChildStep::Seccomp, err as i32, 125);
+        if let Some(filter) = setup.seccomp {
+            match super::seccomp::install(filter) {
+                Err(err) => fail(setup.report, ChildStep::Seccomp, err as i32, 125),
+                // The supervisor answers (and records) every denied syscall from now on, so
+                // it needs the listener before the command runs.
+                Ok(Some(listener)) => {
+                    if send_fd(setup.listener_socket, listener) != 0 {
+                        fail(setup.report, ChildStep::SeccompListener, errno(), 125);
+                    }
+                    libc::close(listener);
+                }
+                Ok(None) => {}
+            }
+        }
+        if setup.listener_socket >= 0 {
+            libc::close(setup.listener_socket);
         }
 
         // 12. exec. EACCES (Landlock execute right, noexec) is 126, ENOENT 127 (contract).
@@ -335,6 +350,40 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
             126
         };
         fail(setup.report, ChildStep::Exec, err, status)
+    }
+}
+
+/// Sends `fd` over the unix socket `socket` (SCM_RIGHTS) with one byte of data, from stack
+/// memory only (the child may not allocate). Returns 0 or -1 with errno set.
+unsafe fn send_fd(socket: RawFd, fd: RawFd) -> isize {
+    // Room for one cmsghdr and one int, aligned for cmsghdr (CMSG_SPACE(4) is 24 on 64-bit).
+    let mut control = [0u64; 4];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain data; every pointer set below points at live stack memory.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() {
+            return -1;
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        if libc::sendmsg(socket, &raw const msg, libc::MSG_NOSIGNAL) < 0 {
+            -1
+        } else {
+            0
+        }
     }
 }
 

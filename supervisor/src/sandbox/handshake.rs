@@ -29,6 +29,8 @@ pub enum ChildStep {
     Stdio = 12,
     IpcNamespace = 13,
     Mounts = 14,
+    /// Handing the seccomp listener to the supervisor.
+    SeccompListener = 15,
 }
 
 impl ChildStep {
@@ -49,6 +51,7 @@ impl ChildStep {
             Stdio,
             IpcNamespace,
             Mounts,
+            SeccompListener,
         ]
         .into_iter()
         .find(|step| *step as u8 == value)
@@ -71,6 +74,7 @@ impl ChildStep {
             ChildStep::Stdio => "setting up standard streams",
             ChildStep::IpcNamespace => "entering a private IPC namespace",
             ChildStep::Mounts => "making the file tree read-only outside the write paths",
+            ChildStep::SeccompListener => "handing the seccomp listener to the supervisor",
         }
     }
 }

@@ -8,6 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{Pid, pipe2};
 use serde_json::json;
 
@@ -23,6 +25,7 @@ use super::protected;
 use super::seccomp;
 use super::sentinel::{Sentinel, SentinelError};
 use super::supervise::{self, Deadlines, Ending};
+use super::syscall_denials::{self, Answer, Denial, SyscallListener};
 use super::teardown::StartGuard;
 use super::{exit, monitor::Monitor};
 use crate::audit::{AuditEvent, AuditLog, Enforcer, Verdict};
@@ -139,7 +142,8 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             ..plan.seccomp.clone()
         }
     };
-    let filter = seccomp::compile(&seccomp_plan)?;
+    // Denied syscalls are parked for the supervisor, which answers and records them.
+    let filter = seccomp::compile_for(&seccomp_plan, seccomp::Recording::Supervisor)?;
 
     // 3. The audit log before the sandbox exists: if evidence cannot be written, nothing runs.
     let mut audit = AuditLog::open(
@@ -210,6 +214,14 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let rlimits = rlimits(plan);
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipe)?;
+    // The child hands its seccomp listener over this pair (see `syscall_denials`).
+    let (listener_socket, child_listener_socket) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(LaunchError::Pipe)?;
     // The read-only file tree's write mounts, prepared here: the child may not allocate.
     let mount_plan = if enforce {
         Some(MountPlan::new(&plan.landlock)?)
@@ -231,6 +243,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         go: go_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
         supervisor_pid: nix::unistd::getpid().as_raw(),
+        listener_socket: child_listener_socket.as_raw_fd(),
     };
 
     // 9. Start the child: on a pure cgroup v2 host directly in the sandbox cgroup (clone3 with
@@ -243,6 +256,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let spawned = spawned.map_err(LaunchError::Fork)?;
     drop(go_read);
     drop(report_write);
+    drop(child_listener_socket);
     drop(landlock);
 
     // 10. A forked child goes into the sandbox cgroups now; then it is released. If that fails
@@ -264,7 +278,13 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     // 11. The report pipe closes on a successful execve; a message means a failed step and the
     //     command never ran.
     let exe = program.to_string_lossy().into_owned();
-    if let Some(failure) = read_report(report_read) {
+    let answer = if enforce {
+        Answer::Deny
+    } else {
+        Answer::Continue
+    };
+    let (failure, listener, early_denials) = wait_for_exec(report_read, listener_socket, answer);
+    if let Some(failure) = failure {
         return Err(LaunchError::Child(failure));
     }
     let started = audit
@@ -316,8 +336,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     //     only then take its policy out of the probes.
     let feed = probes
         .as_mut()
-        .map(|p| ProbeFeed::new(&mut p.sandbox, &mut audit, &exe));
-    let mut monitor = Monitor::new(cgroup.as_ref(), feed);
+        .map(|p| ProbeFeed::new(&mut p.sandbox, &exe));
+    let mut monitor = Monitor::new(cgroup.as_ref(), &mut audit, feed, listener);
+    monitor.record_syscalls(early_denials);
     let ending = supervise::supervise(
         child,
         &signals,
@@ -656,6 +677,64 @@ fn child_failure_or(report: OwnedFd, err: LaunchError) -> LaunchError {
 }
 
 /// Reads the child's report until EOF: `None` means execve succeeded.
+/// Waits until the child has exec'd the command (the report pipe closes) or reported a failed
+/// step, meanwhile taking its seccomp listener and answering what the filter parks before the
+/// exec (guard's own last syscalls in the child could be among the profile's denials).
+fn wait_for_exec(
+    report: OwnedFd,
+    socket: OwnedFd,
+    answer: Answer,
+) -> (Option<ChildFailure>, Option<SyscallListener>, Vec<Denial>) {
+    let mut socket = Some(socket);
+    let mut listener: Option<SyscallListener> = None;
+    let mut denials = Vec::new();
+    loop {
+        let (socket_ready, listener_ready, report_ready) = {
+            let mut fds = vec![PollFd::new(report.as_fd(), PollFlags::POLLIN)];
+            if let Some(s) = &socket {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(l) = &listener {
+                fds.push(PollFd::new(l.fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(_) => {}
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            let mut rest = fds[1..].iter();
+            let socket_ready = socket.is_some() && rest.next().is_some_and(ready);
+            let listener_ready = listener.is_some() && rest.next().is_some_and(ready);
+            (socket_ready, listener_ready, ready(&fds[0]))
+        };
+        if socket_ready && let Some(s) = socket.take() {
+            listener = take_listener(&s, answer);
+        }
+        if listener_ready && let Some(l) = &listener {
+            denials.extend(l.answer_pending());
+        }
+        if report_ready {
+            break;
+        }
+    }
+    // Sent before the exec, so it is queued by now (or the socket reads EOF).
+    if let Some(s) = socket.take() {
+        listener = take_listener(&s, answer);
+    }
+    (read_report(report), listener, denials)
+}
+
+fn take_listener(socket: &OwnedFd, answer: Answer) -> Option<SyscallListener> {
+    match syscall_denials::receive_listener(socket) {
+        Ok(fd) => fd.map(|fd| SyscallListener::new(fd, answer)),
+        Err(err) => {
+            eprintln!("guard: error: receiving the seccomp listener: {err}");
+            None
+        }
+    }
+}
+
 fn read_report(report: OwnedFd) -> Option<ChildFailure> {
     let mut file = std::fs::File::from(report);
     let mut bytes = Vec::new();

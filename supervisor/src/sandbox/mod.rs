@@ -19,4 +19,5 @@ pub mod rule_paths;
 pub mod seccomp;
 mod sentinel;
 pub mod supervise;
+mod syscall_denials;
 mod teardown;

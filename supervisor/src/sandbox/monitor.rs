@@ -9,7 +9,8 @@ use super::cgroup::CgroupManager;
 use super::launch::error_chain;
 use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
-use crate::audit::{AuditError, AuditLog, Enforcer, Verdict};
+use super::syscall_denials::{Answer, Denial, SyscallListener};
+use crate::audit::{AuditError, AuditEvent, AuditLog, Enforcer, Verdict};
 use crate::ebpf::RegisteredSandbox;
 
 /// How long a record of an allowed operation may wait in the ring before the supervisor reads
@@ -24,17 +25,19 @@ pub struct Monitor<'a> {
     /// `cpu.stat` of the sandbox's cgroup2 directory. cgroup2 keeps this core file in every
     /// directory, controllers or not, so it counts the whole sandbox on hybrid hosts too.
     cpu_stat: PathBuf,
+    audit: &'a mut AuditLog,
     feed: Option<ProbeFeed<'a>>,
+    syscalls: Option<SyscallListener>,
+    /// Denials said on stderr so far (probes and seccomp share the budget).
+    printed: u32,
 }
 
 /// The probes' records of one sandbox on their way to its audit log.
 pub struct ProbeFeed<'a> {
     sandbox: &'a mut RegisteredSandbox,
-    audit: &'a mut AuditLog,
     command_exe: String,
     names: ExeNames,
-    /// Non-allow decisions said on stderr so far, and the ones only counted.
-    printed: u32,
+    /// Non-allow decisions only counted, not said on stderr.
     pub unprinted: u32,
     /// Records that could not be parsed (counted as lost).
     pub unreadable: u64,
@@ -43,17 +46,11 @@ pub struct ProbeFeed<'a> {
 }
 
 impl<'a> ProbeFeed<'a> {
-    pub fn new(
-        sandbox: &'a mut RegisteredSandbox,
-        audit: &'a mut AuditLog,
-        command_exe: &str,
-    ) -> Self {
+    pub fn new(sandbox: &'a mut RegisteredSandbox, command_exe: &str) -> Self {
         ProbeFeed {
             sandbox,
-            audit,
             command_exe: command_exe.to_owned(),
             names: ExeNames::default(),
-            printed: 0,
             unprinted: 0,
             unreadable: 0,
             killed_for: None,
@@ -62,11 +59,19 @@ impl<'a> ProbeFeed<'a> {
 }
 
 impl<'a> Monitor<'a> {
-    pub fn new(cgroup: &'a dyn CgroupManager, feed: Option<ProbeFeed<'a>>) -> Self {
+    pub fn new(
+        cgroup: &'a dyn CgroupManager,
+        audit: &'a mut AuditLog,
+        feed: Option<ProbeFeed<'a>>,
+        syscalls: Option<SyscallListener>,
+    ) -> Self {
         Monitor {
             cgroup,
             cpu_stat: cgroup.cgroup2_path().join("cpu.stat"),
+            audit,
             feed,
+            syscalls,
+            printed: 0,
         }
     }
 
@@ -74,14 +79,68 @@ impl<'a> Monitor<'a> {
     pub fn into_feed(self) -> Option<ProbeFeed<'a>> {
         self.feed
     }
+
+    /// Writes the records of syscalls the seccomp filter handed to guard.
+    pub fn record_syscalls(&mut self, denials: Vec<Denial>) {
+        for denial in denials {
+            let verdict = match denial.answer {
+                Answer::Deny => Verdict::Deny,
+                Answer::Continue => Verdict::Audit,
+            };
+            let exe = &denial.exe;
+            if verdict == Verdict::Deny {
+                self.say(&format!(
+                    "guard: denied {} {exe}: syscall {} (rule syscalls.deny, seccomp)\n",
+                    denial.pid, denial.name
+                ));
+            }
+            let written = self.audit.record_deferred(
+                AuditEvent::Violation,
+                i32::try_from(denial.pid).unwrap_or(0),
+                exe,
+                verdict,
+                Some("syscalls.deny"),
+                Enforcer::Seccomp,
+                || {
+                    serde_json::json!({
+                        "op": "syscall",
+                        "syscall": denial.name,
+                        "nr": denial.nr,
+                        "args": denial.args,
+                    })
+                },
+            );
+            if let Err(err) = written {
+                fail_closed(self.cgroup, &err);
+            }
+        }
+        if let Err(err) = self.audit.flush() {
+            fail_closed(self.cgroup, &err);
+        }
+    }
+
+    /// One denial line on stderr in a single write(2), within the shared budget.
+    fn say(&mut self, line: &str) {
+        if self.printed < STDERR_LINES {
+            self.printed += 1;
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        } else if let Some(feed) = self.feed.as_mut() {
+            feed.unprinted += 1;
+        }
+    }
 }
 
 impl Watcher for Monitor<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.feed
+        let mut fds: Vec<BorrowedFd<'_>> = self
+            .feed
             .as_ref()
             .map(|feed| vec![feed.sandbox.ring_fd()])
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(listener) = &self.syscalls {
+            fds.push(listener.fd());
+        }
+        fds
     }
 
     fn drain_interval(&self) -> Option<Duration> {
@@ -89,6 +148,12 @@ impl Watcher for Monitor<'_> {
     }
 
     fn drain(&mut self) {
+        if let Some(listener) = &self.syscalls {
+            let denials = listener.answer_pending();
+            if !denials.is_empty() {
+                self.record_syscalls(denials);
+            }
+        }
         let Some(feed) = self.feed.as_mut() else {
             return;
         };
@@ -111,24 +176,27 @@ impl Watcher for Monitor<'_> {
                         decision.exe,
                         decision.summary()
                     ));
-                } else if feed.printed < STDERR_LINES {
-                    feed.printed += 1;
+                } else if self.printed < STDERR_LINES {
+                    self.printed += 1;
                     let what = if decision.verdict == Verdict::Kill {
                         "killed"
                     } else {
                         "denied"
                     };
-                    eprintln!(
-                        "guard: {what} {} {}: {} (rule {rule})",
+                    // One write(2) per line, so lines of concurrent writers never interleave.
+                    let line = format!(
+                        "guard: {what} {} {}: {} (rule {rule})\n",
                         decision.pid,
                         decision.exe,
                         decision.summary()
                     );
+                    let _ =
+                        std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
                 } else {
                     feed.unprinted += 1;
                 }
             }
-            let written = feed.audit.record_deferred(
+            let written = self.audit.record_deferred(
                 decision.event,
                 decision.pid,
                 decision.exe,
@@ -147,7 +215,7 @@ impl Watcher for Monitor<'_> {
             }
         }
         // The burst drained is written with one write before the loop sleeps again.
-        if let Err(err) = feed.audit.flush() {
+        if let Err(err) = self.audit.flush() {
             fail_closed(self.cgroup, &err);
         }
     }

@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::RawFd;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -59,6 +60,9 @@ const IOCTL_CMD_MASK: u64 = 0xffff_ffff;
 #[derive(Clone)]
 pub struct CompiledSeccomp {
     program: Vec<libc::sock_filter>,
+    /// Denials go to a user-notification listener (see [`Recording::Supervisor`]): the filter
+    /// must be installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+    listener: bool,
 }
 
 impl CompiledSeccomp {
@@ -66,6 +70,22 @@ impl CompiledSeccomp {
     pub fn instructions(&self) -> &[libc::sock_filter] {
         &self.program
     }
+
+    /// Whether [`install`] returns a listener the supervisor must answer.
+    pub fn has_listener(&self) -> bool {
+        self.listener
+    }
+}
+
+/// Who sees a denied syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// The filter answers by itself (EPERM, kill or the kernel's log): nothing is recorded.
+    Kernel,
+    /// The filter's deny and log rules notify guard's supervisor (`SECCOMP_RET_USER_NOTIF`),
+    /// which answers EPERM (or, for log, lets the call go on) and writes an audit record, so a
+    /// seccomp denial is evidence like any other. Kill stays the kernel's: the process dies.
+    Supervisor,
 }
 
 impl fmt::Debug for CompiledSeccomp {
@@ -127,9 +147,19 @@ pub enum SeccompError {
 /// # Errors
 /// See [`SeccompError`]; each variant names the step that failed.
 pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
+    compile_for(plan, Recording::Kernel)
+}
+
+/// [`compile`], with denials seen by `recording`.
+pub fn compile_for(
+    plan: &SeccompPlan,
+    recording: Recording,
+) -> Result<CompiledSeccomp, SeccompError> {
     let deny = seccomp_groups::expand(&plan.deny).map_err(SeccompError::ExpandGroups)?;
     let baseline = seccomp_groups::expand(&plan.baseline).map_err(SeccompError::ExpandGroups)?;
+    let notify = recording == Recording::Supervisor;
     let scmp = |action: SeccompAction| match action {
+        SeccompAction::Errno | SeccompAction::Log if notify => ScmpAction::Notify,
         SeccompAction::Errno => ScmpAction::Errno(libc::EPERM),
         SeccompAction::Kill => ScmpAction::KillProcess,
         SeccompAction::Log => ScmpAction::Log,
@@ -223,7 +253,10 @@ pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
             instructions: program.len(),
         });
     }
-    Ok(CompiledSeccomp { program })
+    Ok(CompiledSeccomp {
+        program,
+        listener: notify,
+    })
 }
 
 /// Resolves a syscall name for the native architecture; `None` for a group member this
@@ -407,8 +440,9 @@ fn decode(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, SeccompError> {
 /// filters, EACCES when no_new_privs could not be set and the caller lacks CAP_SYS_ADMIN.
 ///
 /// # Minimum kernel version
-/// The minimum kernel version required to use this function is 3.17 (the `seccomp` syscall).
-pub fn install(compiled: &CompiledSeccomp) -> Result<(), nix::Error> {
+/// The minimum kernel version required to use this function is 3.17 (the `seccomp` syscall);
+/// 5.0 for a filter with a listener.
+pub fn install(compiled: &CompiledSeccomp) -> Result<Option<RawFd>, nix::Error> {
     // SAFETY: prctl with integer arguments only.
     Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
     let len = u16::try_from(compiled.program.len()).map_err(|_| Errno::EINVAL)?;
@@ -417,17 +451,25 @@ pub fn install(compiled: &CompiledSeccomp) -> Result<(), nix::Error> {
         // The kernel copies the program and never writes through this pointer.
         filter: compiled.program.as_ptr().cast_mut(),
     };
+    let flags = if compiled.listener {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
     // SAFETY: `prog` points at `len` valid instructions that outlive the call; the kernel copies
     // them before returning.
-    Errno::result(unsafe {
+    let ret = Errno::result(unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            flags,
             &raw const prog,
         )
     })?;
-    Ok(())
+    // With NEW_LISTENER the return value is the listener fd (close-on-exec).
+    Ok(compiled
+        .listener
+        .then(|| RawFd::try_from(ret).unwrap_or(-1)))
 }
 
 #[cfg(test)]
