@@ -28,6 +28,8 @@ pub mod landlock_abi {
     pub const NET: u32 = 4;
     /// Scoping of abstract unix sockets and signals (Linux 6.12).
     pub const SCOPE: u32 = 6;
+    /// Denials reported as audit records (Linux 6.15).
+    pub const AUDIT: u32 = 7;
 }
 
 /// The enforcement of every part of one plan on one host.

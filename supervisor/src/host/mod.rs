@@ -5,6 +5,7 @@
 //! profile is decided by [`crate::enforcement::assess`]: `guard explain` and `guard doctor` feed
 //! it these features; `guard exec` feeds it what it actually set up (it does not probe here).
 
+pub mod audit;
 pub mod bpf;
 pub mod btf;
 pub mod cgroup;

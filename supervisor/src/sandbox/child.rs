@@ -36,6 +36,9 @@ pub struct ChildSetup<'a> {
     pub groups: &'a [libc::gid_t],
     /// The Landlock ruleset fd; `None` when Landlock is not applied (audit mode, no Landlock).
     pub landlock_ruleset: Option<RawFd>,
+    /// `landlock_restrict_self` flags (`LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` when guard reads
+    /// Landlock's audit records: denials after the exec are then logged).
+    pub landlock_flags: u32,
     pub seccomp: Option<&'a CompiledSeccomp>,
     /// The read-only file tree; `None` in audit mode (nothing is denied there).
     pub mounts: Option<&'a MountPlan>,
@@ -269,7 +272,12 @@ pub unsafe fn run(setup: &ChildSetup<'_>) -> ! {
 
         // 7. Landlock: files, TCP ports, scopes.
         if let Some(ruleset) = setup.landlock_ruleset {
-            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) != 0 {
+            if libc::syscall(
+                libc::SYS_landlock_restrict_self,
+                ruleset,
+                setup.landlock_flags,
+            ) != 0
+            {
                 fail(setup.report, ChildStep::Landlock, errno(), 125);
             }
             libc::close(ruleset);

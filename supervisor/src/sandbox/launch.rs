@@ -17,6 +17,7 @@ use super::cgroup::{self, CgroupEvents, CgroupManager};
 use super::child::{self, ChildSetup, Spawned};
 use super::handshake::{ChildFailure, ChildStep, GO};
 use super::landlock as sandbox_landlock;
+use super::landlock_denials::LandlockFeed;
 use super::monitor::ProbeFeed;
 use super::mounts::{MountPlan, MountPlanError};
 use super::probes::{self, AttachError, PolicyError};
@@ -75,6 +76,13 @@ pub enum LaunchError {
     Release(#[source] std::io::Error),
     #[error("{0}")]
     Child(ChildFailure),
+    /// The kernel refused to execute the command itself (EACCES/EPERM): not in the profile's
+    /// execute rules, or on a write path mounted noexec.
+    #[error(
+        "executing {path} was refused ({}): the profile does not let it run; add it to filesystem.execute (and process.exec if set), and keep it out of the write paths",
+        std::io::Error::from_raw_os_error(*.errno)
+    )]
+    ExecRefused { path: String, errno: i32 },
 }
 
 impl LaunchError {
@@ -93,6 +101,7 @@ impl LaunchError {
                     exit::NOT_EXECUTABLE
                 }
             }
+            LaunchError::ExecRefused { .. } => exit::NOT_EXECUTABLE,
             _ => exit::GUARD_FAILED,
         }
     }
@@ -193,6 +202,11 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let signals = supervise::block_signals()?;
     make_undumpable();
 
+    // 7b. Landlock's denials become records where the kernel reports them (Landlock ABI 7 with
+    //     auditing on): subscribed before the child restricts itself, so none is missed.
+    let (_audit_session, mut landlock_feed, landlock_evidence) =
+        landlock_evidence(landlock.is_some(), landlock_abi);
+
     // 8. Everything the child touches, prepared before fork.
     let env_pairs: Vec<OsString> = plan
         .identity
@@ -238,6 +252,11 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         user: plan.identity.user,
         groups: &plan.identity.groups,
         landlock_ruleset: landlock.as_ref().map(AsRawFd::as_raw_fd),
+        landlock_flags: if landlock_feed.is_some() {
+            LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+        } else {
+            0
+        },
         seccomp: Some(&filter),
         mounts: mount_plan.as_ref(),
         go: go_read.as_raw_fd(),
@@ -266,6 +285,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         Spawned::Forked(child) => (child, cgroup.add_task(child)),
     };
     start.set_child(child);
+    if let Some(feed) = landlock_feed.as_mut() {
+        feed.set_child(u32::try_from(child.as_raw()).unwrap_or(0));
+    }
     if let Err(err) = moved {
         drop(start);
         return Err(child_failure_or(report_read, err.into()));
@@ -285,7 +307,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     };
     let (failure, listener, early_denials) = wait_for_exec(report_read, listener_socket, answer);
     if let Some(failure) = failure {
-        return Err(LaunchError::Child(failure));
+        return Err(refused_command(&mut audit, child, &exe, failure));
     }
     let started = audit
         .record(
@@ -297,6 +319,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             Enforcer::Supervisor,
             json!({
                 "mode": if enforce { "enforce" } else { "audit" },
+                "landlock_denials": landlock_evidence,
                 "workdir": request.workdir,
                 "cgroup": cgroup.cgroup2_path(),
                 "cgroup_id": cgroup.cgroup2_id(),
@@ -337,7 +360,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let feed = probes
         .as_mut()
         .map(|p| ProbeFeed::new(&mut p.sandbox, &exe));
-    let mut monitor = Monitor::new(cgroup.as_ref(), &mut audit, feed, listener);
+    let mut monitor = Monitor::new(cgroup.as_ref(), &mut audit, feed, listener, landlock_feed);
     monitor.record_syscalls(early_denials);
     let ending = supervise::supervise(
         child,
@@ -350,6 +373,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     );
     let cleanup = cgroup.kill_all();
     supervise::Watcher::drain(&mut monitor);
+    let landlock_lost = monitor.finish_landlock();
     let probe_report = monitor.into_feed().map(|feed| ProbeReport {
         killed_for: feed.killed_for,
         unprinted: feed.unprinted,
@@ -390,6 +414,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     }
 
     // 13. Evidence and the contract's exit status.
+    if landlock_lost > 0 {
+        report_landlock_lost(&mut audit, child, &exe, landlock_lost);
+    }
     if let Some(report) = probe_report {
         report_probes(&mut audit, child, &exe, &report, lost_events);
     }
@@ -457,6 +484,103 @@ fn attach_probes(
         }
         Err(AttachError::Policy(err)) => Err(err.into()),
         Err(AttachError::Unavailable(err)) => Ok(Err(error_chain(&err))),
+    }
+}
+
+/// A failed last step of the child. A command the kernel would not execute is a denial like
+/// any other: recorded (with the key to change) and named in the error.
+fn refused_command(
+    audit: &mut AuditLog,
+    child: Pid,
+    exe: &str,
+    failure: ChildFailure,
+) -> LaunchError {
+    let refused = failure.step == ChildStep::Exec
+        && (failure.errno == libc::EACCES || failure.errno == libc::EPERM);
+    if !refused {
+        return LaunchError::Child(failure);
+    }
+    if let Err(err) = audit.record(
+        AuditEvent::Violation,
+        child.as_raw(),
+        exe,
+        Verdict::Deny,
+        Some("filesystem.execute"),
+        Enforcer::Landlock,
+        json!({ "op": "exec", "path": exe, "errno": failure.errno }),
+    ) {
+        eprintln!("guard: error: writing the audit log: {}", error_chain(&err));
+    }
+    LaunchError::ExecRefused {
+        path: exe.to_owned(),
+        errno: failure.errno,
+    }
+}
+
+/// `LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` (ABI 7): log denials after the next exec too.
+const LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
+
+/// Step 7b: the audit session and record feed for Landlock's denials, and what the start record
+/// says about them. Where the kernel cannot report them, the run goes on and says so: Landlock
+/// still denies, only the evidence is missing (and `guard explain` tells in advance).
+fn landlock_evidence(
+    applied: bool,
+    abi: u32,
+) -> (
+    Option<crate::host::audit::AuditSession>,
+    Option<LandlockFeed>,
+    String,
+) {
+    if !applied {
+        return (None, None, "landlock not applied".to_owned());
+    }
+    if abi < enforcement::landlock_abi::AUDIT {
+        return (
+            None,
+            None,
+            format!("not observable: Landlock ABI {abi} < 7 has no audit records"),
+        );
+    }
+    let session = match crate::host::audit::AuditSession::begin() {
+        Ok(session) => session,
+        Err(err) => {
+            eprintln!(
+                "guard: warning: Landlock denials will not be recorded: {}",
+                error_chain(&err)
+            );
+            return (None, None, format!("not observable: {}", error_chain(&err)));
+        }
+    };
+    match LandlockFeed::open() {
+        Ok(feed) => (Some(session), Some(feed), "recorded".to_owned()),
+        Err(err) => {
+            eprintln!(
+                "guard: warning: Landlock denials will not be recorded: reading the audit records: {err}"
+            );
+            (
+                Some(session),
+                None,
+                format!("not observable: reading the audit records: {err}"),
+            )
+        }
+    }
+}
+
+/// Landlock counted more denials than reached guard: said on stderr and in the log.
+fn report_landlock_lost(audit: &mut AuditLog, child: Pid, exe: &str, lost: u64) {
+    eprintln!(
+        "guard: warning: {lost} Landlock denial record(s) did not reach guard; the audit log is incomplete for this sandbox"
+    );
+    if let Err(err) = audit.record(
+        AuditEvent::Limit,
+        child.as_raw(),
+        exe,
+        Verdict::Allow,
+        Some("audit.lost_events"),
+        Enforcer::Landlock,
+        json!({ "lost": lost }),
+    ) {
+        eprintln!("guard: error: writing the audit log: {}", error_chain(&err));
     }
 }
 

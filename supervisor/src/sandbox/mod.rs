@@ -8,6 +8,7 @@ mod child;
 pub mod exit;
 pub mod handshake;
 pub mod landlock;
+mod landlock_denials;
 pub mod launch;
 mod monitor;
 pub mod mounts;

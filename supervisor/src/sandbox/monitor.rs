@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cgroup::CgroupManager;
+use super::landlock_denials::{Access, LandlockFeed};
 use super::launch::error_chain;
 use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
@@ -28,9 +29,14 @@ pub struct Monitor<'a> {
     audit: &'a mut AuditLog,
     feed: Option<ProbeFeed<'a>>,
     syscalls: Option<SyscallListener>,
-    /// Denials said on stderr so far (probes and seccomp share the budget).
+    landlock: Option<LandlockFeed>,
+    /// Denials said on stderr so far (probes, seccomp and Landlock share the budget).
     printed: u32,
 }
+
+/// How long the end of a run waits for Landlock's last records (its domain's deallocation
+/// record, which carries the exact count). Only waited for when the domain denied something.
+const LANDLOCK_TAIL: Duration = Duration::from_millis(500);
 
 /// The probes' records of one sandbox on their way to its audit log.
 pub struct ProbeFeed<'a> {
@@ -64,6 +70,7 @@ impl<'a> Monitor<'a> {
         audit: &'a mut AuditLog,
         feed: Option<ProbeFeed<'a>>,
         syscalls: Option<SyscallListener>,
+        landlock: Option<LandlockFeed>,
     ) -> Self {
         Monitor {
             cgroup,
@@ -71,7 +78,109 @@ impl<'a> Monitor<'a> {
             audit,
             feed,
             syscalls,
+            landlock,
             printed: 0,
+        }
+    }
+
+    /// Writes the records of accesses Landlock refused.
+    fn record_landlock(&mut self, accesses: Vec<Access>) {
+        for access in accesses {
+            let what = match (&access.path, access.port) {
+                (Some(path), _) => format!("{} {path}", access.blockers),
+                (None, Some(port)) => format!(
+                    "{} {}:{port}",
+                    access.blockers,
+                    access.daddr.as_deref().unwrap_or("?")
+                ),
+                (None, None) => access.blockers.clone(),
+            };
+            let rule = access.rule();
+            self.say(&format!(
+                "guard: denied {} {}: {what} (rule {rule}, Landlock)\n",
+                access.pid, access.exe
+            ));
+            let op = if access.is_network() {
+                if access.blockers.starts_with("net.bind") {
+                    "bind"
+                } else {
+                    "connect"
+                }
+            } else {
+                "file"
+            };
+            // Landlock's record names the domain; the event's syscall record names the process
+            // (pid 0 and `?` when the kernel wrote none).
+            let written = self.audit.record_deferred(
+                AuditEvent::Violation,
+                access.pid,
+                &access.exe,
+                Verdict::Deny,
+                Some(rule),
+                Enforcer::Landlock,
+                || {
+                    serde_json::json!({
+                        "op": op,
+                        "blockers": access.blockers,
+                        "path": access.path,
+                        "port": access.port,
+                        "dst": access.daddr,
+                    })
+                },
+            );
+            if let Err(err) = written {
+                fail_closed(self.cgroup, &err);
+            }
+        }
+        if let Err(err) = self.audit.flush() {
+            fail_closed(self.cgroup, &err);
+        }
+    }
+
+    /// At the end of the run: the Landlock records still in flight, then the domain's own
+    /// count against what arrived. Returns the records known lost (0 when exact).
+    pub fn finish_landlock(&mut self) -> u64 {
+        let Some(mut feed) = self.landlock.take() else {
+            return 0;
+        };
+        // Files the sandbox opened hold its credentials, and with them its Landlock domain:
+        // the seccomp listener (created in the child after Landlock) is one, so it goes first or
+        // the domain is never freed and never reports its count.
+        self.syscalls = None;
+        let deadline = std::time::Instant::now() + LANDLOCK_TAIL;
+        loop {
+            let accesses = feed.drain(false);
+            if !accesses.is_empty() {
+                self.record_landlock(accesses);
+            }
+            if !feed.has_domain() || feed.finished() {
+                let rest = feed.drain(true);
+                if !rest.is_empty() {
+                    self.record_landlock(rest);
+                }
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                let rest = feed.drain(true);
+                if !rest.is_empty() {
+                    self.record_landlock(rest);
+                }
+                break;
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                feed.fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        }
+        match feed.counted {
+            Some(n) => n.saturating_sub(feed.delivered),
+            // The count never came: if the domain denied anything, say so rather than claim
+            // the log is complete.
+            None if feed.has_domain() || feed.overflowed => 1,
+            None => 0,
         }
     }
 
@@ -140,6 +249,9 @@ impl Watcher for Monitor<'_> {
         if let Some(listener) = &self.syscalls {
             fds.push(listener.fd());
         }
+        if let Some(landlock) = &self.landlock {
+            fds.push(landlock.fd());
+        }
         fds
     }
 
@@ -148,6 +260,12 @@ impl Watcher for Monitor<'_> {
     }
 
     fn drain(&mut self) {
+        if let Some(landlock) = self.landlock.as_mut() {
+            let accesses = landlock.drain(false);
+            if !accesses.is_empty() {
+                self.record_landlock(accesses);
+            }
+        }
         if let Some(listener) = &self.syscalls {
             let denials = listener.answer_pending();
             if !denials.is_empty() {
