@@ -25,6 +25,7 @@ pub fn run() -> ExitCode {
         "{}",
         render(&features, &view, tracefs_before.as_ref(), root)
     );
+    print!("{}", auditing(&features));
     ExitCode::SUCCESS
 }
 
@@ -160,6 +161,33 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(" ")
     }
+}
+
+/// The kernel's auditing, which guard switches on for Landlock's denial records.
+fn auditing(f: &HostFeatures) -> String {
+    use crate::host::audit;
+    let state = match audit::enabled() {
+        Ok(0) => "off".to_owned(),
+        Ok(1) => "on".to_owned(),
+        Ok(2) => "on and locked".to_owned(),
+        Ok(n) => format!("state {n}"),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let mut out = format!("auditing: {state}");
+    if audit::enabled_by_guard() {
+        out.push_str(" (turned on by guard for a running sandbox)");
+    }
+    out.push('\n');
+    if f.landlock_abi >= crate::enforcement::landlock_abi::AUDIT {
+        out.push_str(
+            "  guard turns the kernel's auditing on while its sandboxes run, to record Landlock's denials (Landlock ABI 7), and back off after the last one if it was off; with no audit daemon the kernel also prints those records to its log\n",
+        );
+    } else {
+        out.push_str(
+            "  Landlock below ABI 7 writes no audit records: file denials are refused but not recorded here; guard leaves auditing alone\n",
+        );
+    }
+    out
 }
 
 /// A profile with every part guard enforces, so the summary covers every layer.

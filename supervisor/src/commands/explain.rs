@@ -176,8 +176,8 @@ pub fn describe(
         );
     }
     say!(o);
-    files_section(&mut o, profile, plan, &e, expand);
-    network_section(&mut o, plan, &e);
+    files_section(&mut o, profile, plan, (&e, host), expand);
+    network_section(&mut o, plan, &e, host);
     exec_section(&mut o, profile, plan, &e);
     syscalls_section(&mut o, plan, &e);
     limits_section(&mut o, plan, &e);
@@ -217,7 +217,7 @@ fn files_section(
     o: &mut String,
     profile: &ResolvedProfile,
     plan: &Plan,
-    e: &Enforcement,
+    (e, host): (&Enforcement, &HostView),
     expand: &ExpandContext,
 ) {
     let paths = |f: fn(&crate::plan::landlock::FsGrant) -> bool| {
@@ -243,10 +243,20 @@ fn files_section(
         "  never writable, whatever the profile says: /sys, /proc, /boot, cgroup, bpf, debugfs, tracefs and other kernel file systems wherever mounted, /run/guard, /etc/guard, /var/log/guard, /dev itself, block devices and the run's own audit log (refused with 125); rule paths beneath a write path must not lead out of it through a symlink"
     );
     say!(o, "  {}", enforced(e, Part::Files));
+    match enforcement::evidence(Part::Files, host) {
+        enforcement::Evidence::Recorded(_) => say!(
+            o,
+            "  evidence: each file denial by Landlock is an audit record (guard turns the kernel's auditing on while its sandboxes run); writes refused by the read-only tree (EROFS) happen before Landlock and are not recorded"
+        ),
+        enforcement::Evidence::NotObservable(why) => say!(
+            o,
+            "  evidence: file denials are NOT recorded here: {why}; the tool still gets EACCES/EROFS"
+        ),
+    }
     say!(o);
 }
 
-fn network_section(o: &mut String, plan: &Plan, e: &Enforcement) {
+fn network_section(o: &mut String, plan: &Plan, e: &Enforcement, host: &HostView) {
     say!(o, "network");
     say!(o, "  connect: {}", list(&plan.ebpf.connect));
     say!(o, "  bind:    {}", list(&plan.ebpf.bind));
@@ -275,6 +285,22 @@ fn network_section(o: &mut String, plan: &Plan, e: &Enforcement) {
     );
     if e.part(Part::TcpPorts).is_some() {
         say!(o, "  TCP ports: {}", enforced(e, Part::TcpPorts));
+        let landlock_ports = e.part(Part::TcpPorts).is_some_and(|p| {
+            p.layers()
+                .iter()
+                .any(|l| matches!(l, Layer::Landlock { .. }))
+        });
+        if landlock_ports {
+            say!(
+                o,
+                "  a forbidden port is refused by Landlock first; {}",
+                if host.landlock_abi >= enforcement::landlock_abi::AUDIT {
+                    "its audit record (Landlock ABI 7) is the evidence"
+                } else {
+                    "below Landlock ABI 7 that refusal is NOT recorded"
+                }
+            );
+        }
     }
     if e.part(Part::UnixPaths).is_some() {
         say!(o, "  unix paths: {}", enforced(e, Part::UnixPaths));
@@ -391,6 +417,10 @@ fn syscalls_section(o: &mut String, plan: &Plan, e: &Enforcement) {
         SeccompAction::Log => "allowed and logged by the kernel",
     };
     say!(o, "  {}", enforced(e, Part::Syscalls));
+    say!(
+        o,
+        "  evidence: a denied syscall is parked for guard, which answers EPERM and writes an audit record (pid, exe, syscall); kill is the kernel's (the process dies with SIGSYS)"
+    );
     say!(
         o,
         "  the profile's own syscalls.deny entries: {}; the always-on baseline (base deny set, user namespaces, TIOCSTI/TIOCLINUX, setuid bits, process reach, sockets): {} (a profile's `log` never weakens it; only audit mode logs it)",

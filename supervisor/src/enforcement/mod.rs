@@ -32,6 +32,43 @@ pub mod landlock_abi {
     pub const AUDIT: u32 = 7;
 }
 
+/// Whether guard can see a part's denials and turn them into audit records on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Every denial becomes a record (from this layer's reports).
+    Recorded(Layer),
+    /// The layer denies without telling anyone: no record (why).
+    NotObservable(&'static str),
+}
+
+/// How the denials of `part` reach the audit log on `host`.
+pub fn evidence(part: Part, host: &HostView) -> Evidence {
+    let landlock_reports = host.landlock_abi >= landlock_abi::AUDIT;
+    match part {
+        Part::Files | Part::Scoping if landlock_reports => Evidence::Recorded(Layer::Landlock {
+            abi: host.landlock_abi,
+        }),
+        Part::Files | Part::Scoping => {
+            Evidence::NotObservable("Landlock below ABI 7 writes no audit records")
+        }
+        Part::TcpPorts if host.probes.is_ok() || landlock_reports => {
+            Evidence::Recorded(Layer::EbpfCgroupHooks)
+        }
+        Part::TcpPorts => Evidence::NotObservable("Landlock below ABI 7 writes no audit records"),
+        Part::Syscalls => Evidence::Recorded(Layer::Seccomp),
+        Part::Network | Part::ConnectRate => Evidence::Recorded(Layer::EbpfCgroupHooks),
+        Part::Exec | Part::ExecRate => Evidence::Recorded(Layer::EbpfExecTracepoint),
+        Part::UnixPaths => Evidence::NotObservable("no probe sees unix connects by path"),
+        // Limit hits are read from the cgroup's counters and the exit by the supervisor.
+        Part::Memory
+        | Part::Pids
+        | Part::Cpu
+        | Part::WallTime
+        | Part::CpuTime
+        | Part::OpenFiles => Evidence::Recorded(Layer::Supervisor),
+    }
+}
+
 /// The enforcement of every part of one plan on one host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enforcement {
