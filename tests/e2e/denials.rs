@@ -258,3 +258,52 @@ fn a_refused_command_names_its_path_and_the_key() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn audit_mode_records_the_file_access_enforce_mode_would_refuse() {
+    require_root!();
+    let secret_dir = TempDir::new("denials-audit-files");
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").expect("write");
+    let out = secret_dir.path().join("written");
+    let dir = TempDir::new("denials-audit-files-prof");
+    let p = profile(&dir, "");
+    let logs = TempDir::new("denials-audit-files-log");
+    let log = logs.path().join("audit.jsonl");
+    let script = format!("cat {}; echo x > {}", secret.display(), out.display());
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &p,
+        "--mode",
+        "audit",
+        "--audit-log",
+        &log.to_string_lossy(),
+        "--",
+        "/usr/bin/bash",
+        "-c",
+        &script,
+    ]);
+    // Audit mode lets it all happen ...
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(run.stdout.contains("s3cret"), "{run}");
+    assert!(out.exists());
+    // ... and records what enforce mode would have refused, with the key.
+    let records = records(&log);
+    let find = |path: &Path, rule: &str| {
+        records.iter().any(|r| {
+            r["verdict"] == "audit"
+                && r["rule"] == rule
+                && r["detail"]["path"] == path.to_string_lossy().as_ref()
+        })
+    };
+    assert!(find(&secret, "filesystem.read"), "{records:#?}");
+    assert!(find(&out, "filesystem.write"), "{records:#?}");
+    // What the profile allows is not a violation.
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["detail"]["path"] == "/usr/bin/cat" && r["verdict"] == "audit"),
+        "{records:#?}"
+    );
+}

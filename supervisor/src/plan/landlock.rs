@@ -46,6 +46,25 @@ impl PortRange {
     }
 }
 
+/// A file access, as Landlock's rights group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAccess {
+    Read,
+    Write,
+    Execute,
+}
+
+impl FileAccess {
+    /// The profile key that grants it.
+    pub fn key(self) -> &'static str {
+        match self {
+            FileAccess::Read => "filesystem.read",
+            FileAccess::Write => "filesystem.write",
+            FileAccess::Execute => "filesystem.execute",
+        }
+    }
+}
+
 /// What Landlock must enforce.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LandlockPlan {
@@ -57,6 +76,22 @@ pub struct LandlockPlan {
     pub tcp_bind: Vec<PortRange>,
     /// Scope abstract unix sockets and signals to the sandbox (ABI 6).
     pub scope: bool,
+}
+
+impl LandlockPlan {
+    /// Whether some rule grants `access` on `path` (absolute, normalized) or a directory above
+    /// it: what Landlock would decide, by path (audit mode asks this of the paths it sees).
+    pub fn allows(&self, path: &std::path::Path, access: FileAccess) -> bool {
+        self.paths.iter().any(|rule| {
+            let granted = match access {
+                // write and execute include read (see sandbox::landlock::fs_rights)
+                FileAccess::Read => rule.grant.read || rule.grant.write || rule.grant.execute,
+                FileAccess::Write => rule.grant.write,
+                FileAccess::Execute => rule.grant.execute,
+            };
+            granted && path.starts_with(&rule.path)
+        })
+    }
 }
 
 impl LandlockPlan {

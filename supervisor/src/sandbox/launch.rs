@@ -360,7 +360,15 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let feed = probes
         .as_mut()
         .map(|p| ProbeFeed::new(&mut p.sandbox, &exe));
-    let mut monitor = Monitor::new(cgroup.as_ref(), &mut audit, feed, listener, landlock_feed);
+    let file_rules = (!enforce).then(|| plan.landlock.clone());
+    let mut monitor = Monitor::new(
+        cgroup.as_ref(),
+        &mut audit,
+        feed,
+        listener,
+        landlock_feed,
+        file_rules,
+    );
     monitor.record_syscalls(early_denials);
     let ending = supervise::supervise(
         child,

@@ -6,6 +6,7 @@
 pub mod cgroup;
 mod child;
 pub mod exit;
+mod file_observer;
 pub mod handshake;
 pub mod landlock;
 mod landlock_denials;

@@ -13,6 +13,7 @@ use super::supervise::Watcher;
 use super::syscall_denials::{Answer, Denial, SyscallListener};
 use crate::audit::{AuditError, AuditEvent, AuditLog, Enforcer, Verdict};
 use crate::ebpf::RegisteredSandbox;
+use crate::plan::LandlockPlan;
 
 /// How long a record of an allowed operation may wait in the ring before the supervisor reads
 /// it (the probes submit those without a wake-up; see `guard-ebpf/src/wake.rs`). Short enough
@@ -30,6 +31,8 @@ pub struct Monitor<'a> {
     feed: Option<ProbeFeed<'a>>,
     syscalls: Option<SyscallListener>,
     landlock: Option<LandlockFeed>,
+    /// Audit mode: the file rules Landlock would have applied, to judge what the tool opens.
+    file_rules: Option<LandlockPlan>,
     /// Denials said on stderr so far (probes, seccomp and Landlock share the budget).
     printed: u32,
 }
@@ -71,8 +74,10 @@ impl<'a> Monitor<'a> {
         feed: Option<ProbeFeed<'a>>,
         syscalls: Option<SyscallListener>,
         landlock: Option<LandlockFeed>,
+        file_rules: Option<LandlockPlan>,
     ) -> Self {
         Monitor {
+            file_rules,
             cgroup,
             cpu_stat: cgroup.cgroup2_path().join("cpu.stat"),
             audit,
@@ -192,6 +197,10 @@ impl<'a> Monitor<'a> {
     /// Writes the records of syscalls the seccomp filter handed to guard.
     pub fn record_syscalls(&mut self, denials: Vec<Denial>) {
         for denial in denials {
+            if let Some((path, access)) = &denial.file {
+                self.record_file_access(&denial, path, *access);
+                continue;
+            }
             let verdict = match denial.answer {
                 Answer::Deny => Verdict::Deny,
                 Answer::Continue => Verdict::Audit,
@@ -224,6 +233,41 @@ impl<'a> Monitor<'a> {
             }
         }
         if let Err(err) = self.audit.flush() {
+            fail_closed(self.cgroup, &err);
+        }
+    }
+
+    /// Audit mode: a file access the profile's rules would have refused is recorded (verdict
+    /// audit); one they allow is not a decision worth a record.
+    fn record_file_access(
+        &mut self,
+        denial: &Denial,
+        path: &std::path::Path,
+        access: crate::plan::landlock::FileAccess,
+    ) {
+        let Some(rules) = &self.file_rules else {
+            return;
+        };
+        if rules.allows(path, access) {
+            return;
+        }
+        let written = self.audit.record_deferred(
+            AuditEvent::Violation,
+            i32::try_from(denial.pid).unwrap_or(0),
+            &denial.exe,
+            Verdict::Audit,
+            Some(access.key()),
+            Enforcer::Landlock,
+            || {
+                serde_json::json!({
+                    "op": "file",
+                    "path": path,
+                    "access": access.key().trim_start_matches("filesystem."),
+                    "syscall": denial.name,
+                })
+            },
+        );
+        if let Err(err) = written {
             fail_closed(self.cgroup, &err);
         }
     }

@@ -247,6 +247,25 @@ pub fn compile_for(
         }
     }
 
+    // Audit mode with guard answering: the file syscalls are parked too, so the accesses the
+    // (unapplied) Landlock rules would refuse can be recorded (see `file_observer`).
+    if notify && plan.audit {
+        for name in super::file_observer::watched() {
+            if covered(name) {
+                continue;
+            }
+            let Some(syscall) = resolve(name)? else {
+                continue;
+            };
+            filter
+                .add_rule(ScmpAction::Notify, syscall)
+                .map_err(|source| SeccompError::AddRule {
+                    syscall: name,
+                    source,
+                })?;
+        }
+    }
+
     let program = export(&filter)?;
     if program.len() > MAX_INSTRUCTIONS {
         return Err(SeccompError::ProgramTooLong {

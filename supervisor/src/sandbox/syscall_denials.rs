@@ -36,6 +36,8 @@ pub struct Denial {
     pub answer: Answer,
     /// The executable of the caller, read while it was parked (`?` if unreadable).
     pub exe: String,
+    /// For a file syscall audit mode watches: the path and the access (see `file_observer`).
+    pub file: Option<(std::path::PathBuf, crate::plan::landlock::FileAccess)>,
 }
 
 /// The listener of one sandbox's filter.
@@ -124,6 +126,11 @@ impl SyscallListener {
         let exe = std::fs::read_link(format!("/proc/{}/exe", notif.pid))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "?".to_owned());
+        let name = syscall_name(notif.data.nr);
+        let file = match self.answer {
+            Answer::Continue => super::file_observer::observe(notif.pid, &name, &notif.data.args),
+            Answer::Deny => None,
+        };
         let mut resp = libc::seccomp_notif_resp {
             id: notif.id,
             val: 0,
@@ -150,10 +157,11 @@ impl SyscallListener {
         Ok(Some(Denial {
             pid: notif.pid,
             nr,
-            name: syscall_name(nr),
+            name,
             args: notif.data.args,
             answer: self.answer,
             exe,
+            file,
         }))
     }
 }
