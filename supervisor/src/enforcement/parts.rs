@@ -33,13 +33,13 @@ pub enum Part {
 }
 
 impl Part {
-    /// The profile key a user changes to change this part.
-    pub fn key(self) -> &'static str {
-        match self {
+    /// The profile key a user changes to change this part (`None`: always on, no key).
+    pub fn key(self) -> Option<&'static str> {
+        Some(match self {
             Part::Files => "filesystem",
             Part::TcpPorts | Part::Network => "network.connect",
             Part::UnixPaths => "network.unix",
-            Part::Scoping => "(always on)",
+            Part::Scoping => return None,
             Part::Exec => "process.exec",
             Part::Syscalls => "syscalls.deny",
             Part::Memory => "limits.memory",
@@ -50,7 +50,7 @@ impl Part {
             Part::OpenFiles => "limits.open_files",
             Part::ConnectRate => "limits.connects_per_minute",
             Part::ExecRate => "limits.execs_per_minute",
-        }
+        })
     }
 
     /// A few words naming the part.
@@ -173,13 +173,11 @@ pub struct Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}) cannot be enforced: {}",
-            self.part.name(),
-            self.part.key(),
-            self.loss
-        )?;
+        match self.part.key() {
+            Some(key) => write!(f, "{} ({key})", self.part.name())?,
+            None => write!(f, "{}", self.part.name())?,
+        }
+        write!(f, " cannot be enforced: {}", self.loss)?;
         match self.accept_with {
             Some(w) => write!(f, " (accept with allow_weaker = [\"{}\"])", w.as_str()),
             None => Ok(()),
