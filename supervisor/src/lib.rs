@@ -6,6 +6,7 @@
 //! The [`daemon`] serves `guard exec` to callers that are not root, through the [`client`].
 
 pub mod audit;
+pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;

@@ -250,3 +250,45 @@ fn a_part_explain_calls_missing_is_what_exec_refuses() {
     assert!(verdict.contains(reason), "{text}");
     assert!(run.stderr.contains(reason), "{run}");
 }
+
+#[test]
+fn on_violation_kill_ends_the_whole_sandbox_for_exec_as_for_network() {
+    require_root!();
+    let (_allowed, allowed_port) = listener();
+    let (_other, other_port) = listener();
+    let dir = TempDir::new("model-kill-all");
+    let p = profile(
+        &dir,
+        "killall",
+        &format!(
+            "[network]\nconnect = [\"127.0.0.1:{allowed_port}\"]\n[process]\nexec = [\"/usr/bin/bash\", \"/usr/bin/sleep\"]\n[on_violation]\naction = \"kill\""
+        ),
+    );
+    let text = explain(&p);
+    assert!(
+        line(&text, "network: ").starts_with("network: kill"),
+        "{text}"
+    );
+    assert!(line(&text, "exec: ").starts_with("exec:    kill"), "{text}");
+    for (what, violation) in [
+        ("exec", "/usr/bin/cat /dev/null".to_owned()),
+        ("network", bash_connect(other_port)),
+    ] {
+        // A sibling started before the violation must die with the sandbox.
+        let script = format!("sleep 30 & echo $!; {violation}; sleep 5; echo survived");
+        let run = guard(&["exec", "--profile", &p, "--", "bash", "-c", &script]);
+        assert_eq!(run.code(), 137, "{what}: {run}");
+        assert!(!run.stdout.contains("survived"), "{what}: {run}");
+        assert!(run.stderr.contains("guard: killed"), "{what}: {run}");
+        let sibling: i32 = run
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no sibling pid: {run}"));
+        let alive = std::path::Path::new(&format!("/proc/{sibling}")).exists()
+            && std::fs::read_to_string(format!("/proc/{sibling}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep"));
+        assert!(!alive, "{what}: the sibling {sibling} survived the kill");
+    }
+}

@@ -25,6 +25,8 @@ const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
     // systemd for `systemd-analyze verify` of the units (not as PID 1), passwd for the daemon
     // tests' throw-away users.
     ("tests", &["strace", "curl", "python3", "systemd", "passwd"]),
+    // `man guard-exec` after `cargo xtask install` (the pages are generated from the CLI).
+    ("docs", &["man-db"]),
     // Benchmarks of guard against other sandboxes.
     ("benchmarks", &["hyperfine", "bubblewrap", "firejail"]),
     // `cargo xtask vm-test`: qemu boots the guest; the guest's userland is copied from the

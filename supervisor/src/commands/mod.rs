@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod exec;
 pub mod explain;
+pub mod list;
 pub mod status;
 pub mod stop;
 pub mod unload;

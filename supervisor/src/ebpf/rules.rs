@@ -48,7 +48,14 @@ pub enum RuleError {
     TooManyPortRanges { net: IpNet },
     #[error("limits.{key} = {value} is above the {MAX_PER_MINUTE} per minute the probes count")]
     RateTooHigh { key: &'static str, value: u32 },
+    #[error(
+        "network.connect and network.bind resolve to {count} address rules; at most {MAX_NET_RULES} per sandbox"
+    )]
+    TooManyRules { count: usize },
 }
+
+/// Address rules (after name resolution) one sandbox may have.
+pub const MAX_NET_RULES: usize = 4096;
 
 /// LPM entries of one sandbox.
 #[derive(Default)]
@@ -61,15 +68,19 @@ pub struct NetEntries {
 pub fn net_entries(cgroup_id: u64, rules: &[NetRule]) -> Result<NetEntries, RuleError> {
     // IPv4 addresses written as IPv4-mapped IPv6 are IPv4 rules: that is how the probes look
     // such destinations up.
+    // Each entry carries the ports of every rule covering it, a pass over all rules per rule:
+    // bounded here so a huge list is an error, not minutes of work.
+    if rules.len() > MAX_NET_RULES {
+        return Err(RuleError::TooManyRules { count: rules.len() });
+    }
     let rules: Vec<NetRule> = rules.iter().map(unmap_v4).collect();
     let mut entries = NetEntries::default();
-    let mut seen: Vec<(RuleKind, IpNet)> = Vec::new();
+    let mut seen: std::collections::HashSet<(RuleKind, IpNet)> = std::collections::HashSet::new();
     for rule in &rules {
         let net = rule.net.trunc();
-        if seen.contains(&(rule.kind, net)) {
+        if !seen.insert((rule.kind, net)) {
             continue;
         }
-        seen.push((rule.kind, net));
         // Every rule of the same kind whose network contains this one applies to its addresses.
         let mut ranges: Vec<Ports> = rules
             .iter()

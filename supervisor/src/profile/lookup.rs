@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::ProfileError;
 
+/// The largest profile file guard reads: far above any real profile, far below what would make
+/// parsing or lookup slow.
+pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+
 /// The system-wide profile directory.
 pub const SYSTEM_DIR: &str = "/etc/guard/profiles";
 
@@ -62,12 +66,57 @@ impl Source {
         })
     }
 
-    /// Reads the file at `path`.
+    /// Reads the file at `path`: a regular file of at most [`MAX_PROFILE_BYTES`]. Opened
+    /// without blocking (a FIFO would wait for a writer forever) and checked on the open file
+    /// before a byte is read (`/dev/zero` never ends).
     pub fn read(path: &Path) -> Result<Source, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        use std::io::Read as _;
+        use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+        let err = |source| ProfileError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let kind = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "not a file"
+            };
+            return Err(ProfileError::NotRegular {
+                path: path.to_owned(),
+                kind,
+            });
+        }
+        if meta.len() > MAX_PROFILE_BYTES {
+            return Err(ProfileError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+            });
+        }
+        let mut text = String::new();
+        // One byte over the cap at most, in case the file grows while it is read.
+        file.take(MAX_PROFILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(err)?;
+        if text.len() as u64 > MAX_PROFILE_BYTES {
+            return Err(ProfileError::TooLarge {
+                path: path.to_owned(),
+                size: text.len() as u64,
+            });
+        }
         let id = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         Ok(Source {
             display: path.display().to_string(),
@@ -114,7 +163,8 @@ impl Lookup {
         }
     }
 
-    /// Finds `spec`: a PATH (relative ones against `relative_to` when given) or a NAME.
+    /// Finds `spec`: a PATH (relative ones against `relative_to` when given) or a NAME (next to
+    /// `relative_to` first, the directory of the profile that names it, then the search path).
     pub fn find(&self, spec: &str, relative_to: Option<&Path>) -> Result<Source, ProfileError> {
         if is_path(spec) {
             let path = match relative_to {
@@ -135,6 +185,14 @@ impl Lookup {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
         if !valid {
             return Err(ProfileError::BadName(spec.to_owned()));
+        }
+        // `extends = ["sibling"]` means the file next to the extending one first: a profile
+        // directory travels as a unit, whatever the search path holds.
+        if let Some(dir) = relative_to {
+            let candidate = dir.join(format!("{spec}.toml"));
+            if candidate.is_file() {
+                return Source::read(&candidate);
+            }
         }
         for dir in &self.dirs {
             let candidate = dir.join(format!("{spec}.toml"));

@@ -9,6 +9,7 @@
 //! "landlock.scope", "bpf.lsm"]`: the parts it accepts to have enforced more weakly on hosts
 //! whose kernel lacks them (see [`crate::policy::Weakening`]).
 
+pub mod catalog;
 pub mod expand;
 pub mod extends;
 pub mod lookup;
@@ -43,6 +44,10 @@ pub enum ProfileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: not a regular file ({kind}); a profile is a TOML file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{}: {size} bytes; a profile may have at most {} bytes", path.display(), lookup::MAX_PROFILE_BYTES)]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("{0}")]
     Invalid(Diagnostics),
 }

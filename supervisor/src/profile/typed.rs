@@ -77,10 +77,12 @@ pub struct OnViolation {
     pub exec: Option<ViolationAction>,
 }
 
-/// Appends the items of `child` that `base` lacks, keeping first-seen order.
-fn union<T: PartialEq + Clone>(base: &mut Vec<T>, child: &[T]) {
+/// Appends the items of `child` that `base` lacks, keeping first-seen order, in linear time
+/// (a list of 400,000 paths must not take minutes).
+fn union<T: Eq + std::hash::Hash + Clone>(base: &mut Vec<T>, child: &[T]) {
+    let mut seen: std::collections::HashSet<T> = base.iter().cloned().collect();
     for x in child {
-        if !base.contains(x) {
+        if seen.insert(x.clone()) {
             base.push(x.clone());
         }
     }
@@ -146,6 +148,16 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_keeps_order_drops_duplicates_and_is_linear() {
+        // Quadratic merging took minutes at this size; linear takes milliseconds.
+        let mut base: Vec<String> = (0..400_000).map(|i| format!("/a/{i}")).collect();
+        let child: Vec<String> = (200_000..600_000).map(|i| format!("/a/{i}")).collect();
+        union(&mut base, &child);
+        assert_eq!(base.len(), 600_000);
+        assert_eq!(base[400_000], "/a/400000");
+    }
 
     fn t(s: &str) -> Template {
         Template::parse_path(s).unwrap()

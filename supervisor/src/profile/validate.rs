@@ -242,7 +242,9 @@ fn positive_int(v: &toml::Value) -> Result<u64, String> {
 fn size(v: &toml::Value) -> Result<u64, String> {
     match v {
         toml::Value::String(s) => values::parse_size(s),
-        toml::Value::Integer(_) => positive_int(v),
+        toml::Value::Integer(n) => Err(format!(
+            "a size needs a unit: write \"{n}MiB\" (or \"{n}B\" if you mean bytes)"
+        )),
         other => Err(format!(
             "expected a size like \"512MiB\", found {}",
             other.type_str()

@@ -19,7 +19,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(split);
     let unit = unit.trim_start();
     let mult: u64 = match unit {
-        "" | "B" => 1,
+        // A bare number was 512 bytes where 512MiB was meant: say which unit, always.
+        "" => {
+            return Err(format!(
+                "`{s}` has no unit; write \"{s}MiB\" (or \"{s}B\" if you mean bytes)"
+            ));
+        }
+        "B" => 1,
         "K" | "KiB" => 1 << 10,
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
@@ -183,7 +189,12 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Ok(512 << 20));
         assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
         assert_eq!(parse_size("100MB"), Ok(100_000_000));
-        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        let bare = parse_size("512").unwrap_err();
+        assert!(
+            bare.contains("no unit") && bare.contains("\"512MiB\""),
+            "{bare}"
+        );
         for bad in ["12 parsecs", "MiB", "1.2.3M", "0", "-5M", "99999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
