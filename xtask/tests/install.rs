@@ -43,10 +43,17 @@ fn install(dest: &Path, binary: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// A stand-in for the guard binary: the layout does not depend on what it is.
+/// A stand-in for the guard binary: the layout does not depend on what it is. Asked to
+/// `generate-docs --man DIR --completions DIR`, it writes one page and the three completions.
 fn fake_binary(dir: &Path) -> PathBuf {
     let path = dir.join("guard-built");
-    fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::write(
+        &path,
+        "#!/bin/sh\nif [ \"$1\" = generate-docs ]; then\n  mkdir -p \"$3\" \"$5\"\n  \
+         echo '.TH GUARD-EXEC 1' > \"$3/guard-exec.1\"\n  \
+         for f in guard.bash _guard guard.fish; do echo \"# $f\" > \"$5/$f\"; done\nfi\nexit 0\n",
+    )
+    .unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -83,6 +90,20 @@ fn installs_binary_units_config_and_profiles_and_keeps_edits() {
             .unwrap()
             .contains("audit_log = ")
     );
+    // The man pages and completions the binary generated, where man and the shells look.
+    assert!(dest.join("opt/guard/share/man/man1/guard-exec.1").is_file());
+    assert!(
+        dest.join("opt/guard/share/bash-completion/completions/guard")
+            .is_file()
+    );
+    assert!(
+        dest.join("opt/guard/share/zsh/site-functions/_guard")
+            .is_file()
+    );
+    assert!(
+        dest.join("opt/guard/share/fish/vendor_completions.d/guard.fish")
+            .is_file()
+    );
     for profile in ["minimal", "shell-readonly", "python", "build"] {
         assert!(
             dest.join(format!("etc/guard/profiles/{profile}.toml"))
@@ -93,7 +114,8 @@ fn installs_binary_units_config_and_profiles_and_keeps_edits() {
 
     // A second install keeps the administrator's files and replaces the binary.
     fs::write(&config, "# edited\n").unwrap();
-    fs::write(&binary, "#!/bin/sh\nexit 1\n").unwrap();
+    let second = fs::read_to_string(&binary).unwrap() + "# second build\n";
+    fs::write(&binary, &second).unwrap();
     let out = install(&dest, &binary);
     assert!(
         out.status.success(),
