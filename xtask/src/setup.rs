@@ -17,7 +17,13 @@ const PACKAGE_GROUPS: &[(&str, &[&str])] = &[
     // bpf-linker links against LLVM 22, the same LLVM as that rustc (toolchain.md).
     (
         "eBPF toolchain",
-        &["llvm-22-dev", "rust-web-src", "rustc-web", "cargo-web"],
+        &[
+            "llvm-22-dev",
+            "rust-web-src",
+            "rustc-web",
+            "cargo-web",
+            "rust-web-clippy",
+        ],
     ),
     // The supervisor links libseccomp, found through pkg-config.
     ("supervisor build", &["libseccomp-dev", "pkg-config"]),

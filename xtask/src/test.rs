@@ -57,6 +57,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                 "warnings",
             ])),
         ),
+        // The probes are linted too, built for their own target with the toolchain that builds
+        // them (Debian's rustc 1.96, whose `core` is built from source: build-std).
+        ("clippy-ebpf", Step::Plain(ebpf_clippy())),
         ("test", Step::Counted(test)),
     ];
     if options.no_vm {
@@ -182,6 +185,26 @@ fn run_counting(command: &mut Command, totals: &mut TestTotals) -> anyhow::Resul
         bail!("`{line}` failed: {status}");
     }
     Ok(())
+}
+
+/// `cargo clippy` of the eBPF crate for bpfel-unknown-none, warnings denied.
+fn ebpf_clippy() -> Command {
+    let mut command = Command::new("rustup");
+    command
+        .args(["run", "deb-1.96", "cargo", "clippy"])
+        .args(["--manifest-path", "ebpf-probes/guard-ebpf/Cargo.toml"])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+        ])
+        .args(["--", "-D", "warnings"])
+        // -Z build-std on a stable compiler, as supervisor/build.rs does for the real build.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", "target/ebpf-clippy");
+    command
 }
 
 fn cargo(args: &[&str]) -> Command {

@@ -125,7 +125,7 @@ fn check_and_record(
         violated = Some(Rule::ProcessExec);
     }
     if violated.is_none() && policy.execs_per_minute != 0 {
-        let Some(state) = SANDBOX_STATE.get_ptr_mut(&cgroup_id) else {
+        let Some(state) = SANDBOX_STATE.get_ptr_mut(cgroup_id) else {
             return Err(ProbeError::NoRing);
         };
         // SAFETY: map value pointer from a successful lookup.
@@ -238,7 +238,7 @@ pub(crate) fn exec_allowed(
         dev: exe.dev,
         ino: exe.ino,
     };
-    if let Some(kind) = EXEC_ALLOW.get_ptr(&key) {
+    if let Some(kind) = EXEC_ALLOW.get_ptr(key) {
         // SAFETY: map value pointer from a successful lookup.
         if unsafe { *kind } & EXEC_ALLOW_FILE != 0 {
             return Ok(true);
@@ -254,7 +254,7 @@ pub(crate) fn exec_allowed(
         }
         let inode: u64 = read_at(parent, off.dentry_inode)?;
         key.ino = read_at(inode, off.inode_ino)?;
-        if let Some(kind) = EXEC_ALLOW.get_ptr(&key) {
+        if let Some(kind) = EXEC_ALLOW.get_ptr(key) {
             // SAFETY: map value pointer from a successful lookup.
             if unsafe { *kind } & EXEC_ALLOW_TREE != 0 {
                 return Ok(true);

@@ -89,7 +89,7 @@ pub fn count_error(step: guard_common::event::ProbeError) {
 /// Counts a record the sandbox's supervisor will never see.
 #[inline(always)]
 pub fn count_lost(cgroup_id: u64) {
-    if let Some(state) = SANDBOX_STATE.get_ptr_mut(&cgroup_id) {
+    if let Some(state) = SANDBOX_STATE.get_ptr_mut(cgroup_id) {
         // SAFETY: a map value pointer from a successful lookup. Concurrent CPUs may race on the
         // increment; the count is then low by the race, never zero when records were lost,
         // because every losing path also bumps the per-CPU PROBE_ERRORS counter.

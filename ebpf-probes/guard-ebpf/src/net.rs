@@ -129,10 +129,10 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     // Looked up only where a limit is set: an unlimited sandbox pays nothing for it.
     let new_udp_peer = op == Op::Send
         && policy.connects_per_minute != 0
-        && unsafe { UDP_PEERS.get(&peer) }.is_none();
+        && unsafe { UDP_PEERS.get(peer) }.is_none();
     if violated.is_none() && (op == Op::Connect || new_udp_peer) && policy.connects_per_minute != 0
     {
-        match SANDBOX_STATE.get_ptr_mut(&cgroup_id) {
+        match SANDBOX_STATE.get_ptr_mut(cgroup_id) {
             Some(state) => {
                 // SAFETY: map value pointer from a successful lookup.
                 let bucket = unsafe { core::ptr::addr_of_mut!((*state).connects) };
@@ -149,7 +149,7 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     if violated.is_none() && new_udp_peer && policy.connects_per_minute != 0 {
         // Remembered only once allowed; a full map evicts the oldest peer (LRU), so a failure
         // here only means the next datagram to it takes a token again.
-        let _ = UDP_PEERS.insert(&peer, &1, 0);
+        let _ = UDP_PEERS.insert(peer, 1, 0);
     }
     let (verdict, ret) = match violated {
         None => (Verdict::Allow, ALLOW),

@@ -19,6 +19,7 @@
 //! - the sandbox cannot make that path name another file: listed exec entries lying under a
 //!   write path are refused, and the mount tree is read-only outside the write paths;
 //! - a copy of the script elsewhere has another path: denied.
+//!
 //! The BPF LSM hook (VM) checks the same way (see `lsm.rs`), keeping both paths consistent.
 
 use aya_ebpf::{
@@ -99,6 +100,6 @@ fn listed(cgroup_id: u64, exe: &Exe, src: *const u8) -> Result<bool, ProbeError>
         if copied as usize >= SCRIPT_PATH_LEN && (*key).path[SCRIPT_PATH_LEN - 1] != 0 {
             return Ok(false);
         }
-        Ok(SCRIPTS.get_ptr(&*key).is_some())
+        Ok(SCRIPTS.get_ptr(*key).is_some())
     }
 }

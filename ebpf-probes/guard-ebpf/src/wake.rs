@@ -43,7 +43,7 @@ pub const WAKE_EVERY_BYTES: u64 = EVENT_RING_BYTES as u64 / 16;
 /// The kernel's header before every record in a ring (`BPF_RINGBUF_HDR_SZ`).
 const RECORD_HEADER_BYTES: u64 = 8;
 
-const _: () = assert!(WAKE_AT_BYTES % WAKE_EVERY_BYTES == 0);
+const _: () = assert!(WAKE_AT_BYTES.is_multiple_of(WAKE_EVERY_BYTES));
 
 /// The flags for `submit` of a record of type `T` to `ring`, reserved and not yet submitted;
 /// `urgent` for anything but an allowed operation.
