@@ -1,8 +1,15 @@
 //! The audit log: hash-chained JSON lines, one record per decision.
 //!
 //! Each record carries the contract's fields (design.md; [`record::FIELDS`]) and `prev`, the hex
-//! SHA-256 of the sandbox's previous line without its newline, 64 zeros for seq 0 (see
-//! [`chain`]). [`verify_chain`] re-checks a log.
+//! SHA-256 of the file's previous line without its newline, 64 zeros for the file's first line:
+//! one chain per file, across every sandbox that writes to it (see [`chain`]). Writers take an
+//! exclusive `flock` on the file for each write, so `prev` is always the line really before it.
+//! Every run ends with a signed `seal` record ([`seal`]); [`verify_chain`] and
+//! [`chain::verify_log`] re-check a log.
+//!
+//! The file is opened without following symlinks (openat2 `RESOLVE_NO_SYMLINKS`), must be a
+//! regular file, and is created with mode 0600; a torn last line (a write cut short by a full
+//! disk or a crash) is cut off before anything is appended, so no record is glued onto it.
 //!
 //! [`AuditLog::record`] writes its record (and any deferred before it) with one `write` on a
 //! file opened with O_APPEND before it returns, so a record the caller was told about survives a
@@ -20,11 +27,11 @@
 
 pub mod chain;
 pub mod record;
+pub mod seal;
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -67,6 +74,10 @@ pub enum AuditError {
     },
     #[error("the audit log {} failed earlier; no further records are accepted", path.display())]
     AfterFailedWrite { path: PathBuf },
+    #[error("the audit log {} is not a regular file ({kind}); refusing to write evidence there", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("the audit log's host key")]
+    Key(#[from] seal::KeyError),
 }
 
 /// Counts of the records of one sandbox, by verdict.
@@ -112,16 +123,39 @@ impl fmt::Display for AuditSummary {
 /// The audit log of one sandbox.
 #[derive(Debug)]
 pub struct AuditLog {
-    /// The open log and its path; `None` when only the summary is kept.
-    sink: Option<(File, PathBuf)>,
+    /// The open log; `None` when only the summary is kept.
+    sink: Option<Sink>,
     /// See [`fixed_fields`].
     fixed: Vec<u8>,
     next_seq: u64,
-    prev: String,
     summary: AuditSummary,
     failed: bool,
-    /// Whole lines of deferred records not yet written, in chain order.
-    pending: Vec<u8>,
+    /// Records formatted up to their `prev` value, not yet written, in order.
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    /// Bytes of a torn last line cut off when the log was opened.
+    repaired: u64,
+    /// Whether this run's records ended with a seal.
+    sealed: bool,
+}
+
+/// An open log file and what this writer knows of its end.
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    path: PathBuf,
+    /// The file's length and last line's hash after our last write: when the length is still
+    /// the same under the lock, nobody appended since and the tail need not be read.
+    tail: Option<(u64, String)>,
+    key: ed25519_dalek::SigningKey,
+}
+
+/// A record waiting to be written: its line up to the value of `prev`.
+#[derive(Debug)]
+enum Pending {
+    Line(Vec<u8>),
+    /// A seal: signed once its `prev` is known.
+    Seal(Vec<u8>),
 }
 
 /// Deferred lines are written once this many bytes are waiting, even mid-burst: one `write`
@@ -152,41 +186,90 @@ fn fixed_fields(sandbox: &str, profile: &str, profile_sha256: &str) -> Result<Ve
 }
 
 impl AuditLog {
-    /// Opens (creating, mode 0600, appending) the log at `path`, or keeps counts only without one.
-    /// Appending lets one file collect many sandboxes; each has its own chain.
+    /// Opens (creating, mode 0600, appending) the log at `path`, or keeps counts only without
+    /// one. The path is resolved without following symlinks and must name a regular file; a
+    /// torn last line is cut off (see [`AuditLog::repaired`]). Loads or creates the host key the
+    /// run's seal is signed with.
     ///
     /// # Errors
-    /// [`AuditError::Open`] when the file cannot be opened for appending.
+    /// [`AuditError::Open`], [`AuditError::NotRegular`], [`AuditError::Key`].
     pub fn open(
         path: Option<&Path>,
         sandbox_id: &str,
         profile: &str,
         profile_sha256: &str,
     ) -> Result<AuditLog, AuditError> {
+        let mut repaired = 0;
         let sink = match path {
             None => None,
             Some(path) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|source| AuditError::Open {
-                        path: path.to_owned(),
-                        source,
-                    })?;
-                Some((file, path.to_owned()))
+                let file = open_regular(path)?;
+                let key = seal::host_key()?;
+                let mut sink = Sink {
+                    file,
+                    path: path.to_owned(),
+                    tail: None,
+                    key,
+                };
+                repaired = sink.repair_torn_tail()?;
+                Some(sink)
             }
         };
         Ok(AuditLog {
             sink,
             fixed: fixed_fields(sandbox_id, profile, profile_sha256)?,
             next_seq: 0,
-            prev: GENESIS_PREV.to_owned(),
             summary: AuditSummary::default(),
             failed: false,
             pending: Vec::new(),
+            pending_bytes: 0,
+            repaired,
+            sealed: false,
         })
+    }
+
+    /// Bytes of a torn last line that [`AuditLog::open`] cut off (0 for a clean log).
+    pub fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
+    /// Ends this run's part of the log with a signed `seal` record and syncs it to disk.
+    ///
+    /// # Errors
+    /// [`AuditError`], as [`AuditLog::record`].
+    pub fn seal(&mut self) -> Result<(), AuditError> {
+        let Some(sink) = &self.sink else {
+            self.next_seq += 1;
+            return Ok(());
+        };
+        if self.failed {
+            return Err(AuditError::AfterFailedWrite {
+                path: sink.path.clone(),
+            });
+        }
+        let fingerprint = seal::fingerprint(&sink.key.verifying_key());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = Vec::new();
+        write_prefix(
+            &mut line,
+            &self.fixed,
+            now,
+            self.next_seq,
+            AuditEvent::Seal,
+            0,
+            "",
+            Verdict::Allow,
+            None,
+            Enforcer::Supervisor,
+            serde_json::json!({ "key": fingerprint, "sig": "" }),
+        )?;
+        self.pending_bytes += line.len();
+        self.pending.push(Pending::Seal(line));
+        self.next_seq += 1;
+        self.sealed = true;
+        self.flush_synced(true)
     }
 
     /// Writes one record now, after any deferred ones (one O_APPEND write; the `exit` record is
@@ -235,18 +318,9 @@ impl AuditLog {
             return Err(AuditError::DetailNotObject { event });
         }
         self.append(now, event, pid, exe, verdict, rule, enforcer, || detail)?;
-        self.flush()?;
-        if event == AuditEvent::Exit
-            && let Some((file, path)) = &self.sink
-            && let Err(source) = file.sync_data()
-        {
-            self.failed = true;
-            return Err(AuditError::Sync {
-                path: path.clone(),
-                source,
-            });
-        }
-        Ok(())
+        // The start record is on disk before the command's first instruction, the exit record
+        // before guard reports the end.
+        self.flush_synced(matches!(event, AuditEvent::Start | AuditEvent::Exit))
     }
 
     /// Adds one record to the chain without writing it yet: it goes out with the next
@@ -273,7 +347,7 @@ impl AuditLog {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         self.append(now, event, pid, exe, verdict, rule, enforcer, detail)?;
-        if self.pending.len() >= FLUSH_AT_BYTES {
+        if self.pending_bytes >= FLUSH_AT_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -284,28 +358,27 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError::Write`]; the log then refuses further records.
     pub fn flush(&mut self) -> Result<(), AuditError> {
+        self.flush_synced(false)
+    }
+
+    /// [`AuditLog::flush`], then `fdatasync` when `sync`.
+    fn flush_synced(&mut self, sync: bool) -> Result<(), AuditError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let Some((file, path)) = &mut self.sink else {
-            self.pending.clear();
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let Some(sink) = &mut self.sink else {
             return Ok(());
         };
-        // One write_all of whole lines: with O_APPEND the kernel places them at the end even
-        // when other sandboxes append to the same file.
-        let written = file.write_all(&self.pending);
-        self.pending.clear();
-        if let Err(source) = written {
+        if let Err(err) = sink.write_chained(pending, sync) {
             self.failed = true;
-            return Err(AuditError::Write {
-                path: path.clone(),
-                source,
-            });
+            return Err(err);
         }
         Ok(())
     }
 
-    /// Formats one record onto the deferred lines and advances `seq` and `prev`.
+    /// Formats one record up to its `prev` onto the deferred lines and advances `seq`.
     #[expect(
         clippy::too_many_arguments,
         reason = "the record's fields in contract order, as record()"
@@ -321,15 +394,16 @@ impl AuditLog {
         enforcer: Enforcer,
         detail: impl FnOnce() -> D,
     ) -> Result<(), AuditError> {
-        if let Some((_, path)) = &self.sink {
+        if let Some(sink) = &self.sink {
             if self.failed {
-                return Err(AuditError::AfterFailedWrite { path: path.clone() });
+                return Err(AuditError::AfterFailedWrite {
+                    path: sink.path.clone(),
+                });
             }
-            let start = self.pending.len();
-            let line = write_line(
-                &mut self.pending,
+            let mut line = Vec::with_capacity(256);
+            write_prefix(
+                &mut line,
                 &self.fixed,
-                &self.prev,
                 now,
                 self.next_seq,
                 event,
@@ -339,15 +413,11 @@ impl AuditLog {
                 rule,
                 enforcer,
                 detail(),
-            );
-            if let Err(err) = line {
-                self.pending.truncate(start);
-                return Err(err);
-            }
-            self.prev = chain::line_hash(&self.pending[start..]);
-            self.pending.push(b'\n');
+            )?;
+            self.pending_bytes += line.len();
+            self.pending.push(Pending::Line(line));
         }
-        // Without a log `prev` is never read, so no line is formatted or hashed for it.
+        // Without a log no line is formatted or hashed.
         self.next_seq += 1;
         self.summary.count(verdict);
         Ok(())
@@ -360,22 +430,224 @@ impl AuditLog {
 
     /// The file written to, if any.
     pub fn path(&self) -> Option<&Path> {
-        self.sink.as_ref().map(|(_, path)| path.as_path())
+        self.sink.as_ref().map(|sink| sink.path.as_path())
     }
 }
 
-/// Appends one record to `out` as one line of JSON without its newline: the contract's fields
-/// in [`record::FIELDS`] order, exactly as serde_json writes an [`AuditRecord`] (a test holds
-/// the two equal). Written field by field because this runs for every record the probes send:
-/// the timestamp and `prev` need no escaping and the sandbox's fixed fields are escaped once.
+impl AuditLog {
+    /// A log on an already open file, without the checks of [`AuditLog::open`]: for tests that
+    /// need a file whose writes fail (`/dev/full`).
+    #[cfg(test)]
+    fn on_file(file: File, path: &Path, sandbox: &str) -> AuditLog {
+        AuditLog {
+            sink: Some(Sink {
+                file,
+                path: path.to_owned(),
+                tail: Some((0, GENESIS_PREV.to_owned())),
+                key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            }),
+            fixed: fixed_fields(sandbox, "curl-github", &"ab".repeat(32)).unwrap_or_default(),
+            next_seq: 0,
+            summary: AuditSummary::default(),
+            failed: false,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            repaired: 0,
+            sealed: false,
+        }
+    }
+}
+
+impl Sink {
+    /// Writes `pending` under an exclusive lock on the file, each line's `prev` the hash of the
+    /// line really before it, seals signed; one `write` for all of them.
+    fn write_chained(&mut self, pending: Vec<Pending>, sync: bool) -> Result<(), AuditError> {
+        let _lock = FileLock::exclusive(&self.file).map_err(|source| self.write_error(source))?;
+        let len = self
+            .file
+            .metadata()
+            .map_err(|source| self.write_error(source))?
+            .len();
+        let mut prev = match &self.tail {
+            Some((known, hash)) if *known == len => hash.clone(),
+            _ => last_line_hash(&self.file, len).map_err(|source| self.write_error(source))?,
+        };
+        let mut out = Vec::new();
+        for record in pending {
+            let start = out.len();
+            match record {
+                Pending::Line(prefix) => {
+                    out.extend_from_slice(&prefix);
+                    out.extend_from_slice(prev.as_bytes());
+                    out.extend_from_slice(b"\"}");
+                }
+                Pending::Seal(prefix) => {
+                    let mut line = prefix;
+                    line.extend_from_slice(prev.as_bytes());
+                    line.extend_from_slice(b"\"}");
+                    let sig = seal::sign(&self.key, &line);
+                    out.extend_from_slice(&chain::with_signature(&line, &sig));
+                }
+            }
+            prev = chain::line_hash(&out[start..]);
+            out.push(b'\n');
+        }
+        let mut file = &self.file;
+        file.write_all(&out)
+            .map_err(|source| self.write_error(source))?;
+        if sync {
+            self.file.sync_data().map_err(|source| AuditError::Sync {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        self.tail = Some((len + out.len() as u64, prev));
+        Ok(())
+    }
+
+    /// Cuts a torn last line off the file (under the lock); returns the bytes removed.
+    fn repair_torn_tail(&mut self) -> Result<u64, AuditError> {
+        let open_error = |source| AuditError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let _lock = FileLock::exclusive(&self.file).map_err(open_error)?;
+        let len = self.file.metadata().map_err(open_error)?.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut last = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut last, len - 1)
+            .map_err(open_error)?;
+        if last[0] == b'\n' {
+            return Ok(0);
+        }
+        let keep = last_newline_end(&self.file, len).map_err(open_error)?;
+        self.file.set_len(keep).map_err(open_error)?;
+        Ok(len - keep)
+    }
+
+    fn write_error(&self, source: std::io::Error) -> AuditError {
+        AuditError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// An exclusive `flock` held until dropped.
+struct FileLock<'a>(&'a File);
+
+impl<'a> FileLock<'a> {
+    fn exclusive(file: &'a File) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        loop {
+            // SAFETY: flock on an fd we own for the lock's lifetime.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock(file));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: unlocking the fd locked in `exclusive`.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// The hash of the last line of a file of `len` bytes that ends with a newline (64 zeros for
+/// an empty file), read backwards in growing windows.
+fn last_line_hash(file: &File, len: u64) -> std::io::Result<String> {
+    if len == 0 {
+        return Ok(GENESIS_PREV.to_owned());
+    }
+    let end = len - 1; // the final newline
+    let start = last_newline_end(file, end)?;
+    let mut line = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut line, start)?;
+    Ok(chain::line_hash(&line))
+}
+
+/// The offset just after the last newline before `end` (0 if there is none).
+fn last_newline_end(file: &File, end: u64) -> std::io::Result<u64> {
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let from = end.saturating_sub(window);
+        let mut buf = vec![0u8; usize::try_from(end - from).unwrap_or(0)];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, from)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            return Ok(from + i as u64 + 1);
+        }
+        if from == 0 {
+            return Ok(0);
+        }
+        window *= 4;
+    }
+}
+
+/// Opens `path` for appending: no symlink anywhere in it, created 0600, a regular file only
+/// (not `/dev/null`, a FIFO or a device, where evidence would vanish or block).
+fn open_regular(path: &Path) -> Result<File, AuditError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::Mode;
+    let open_error = |source: std::io::Error| AuditError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let how = OpenHow::new()
+        .flags(
+            // Read too: the tail is read to chain onto it and to cut a torn line.
+            OFlag::O_RDWR
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK,
+        )
+        .mode(Mode::from_bits_truncate(0o600))
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = openat2(nix::fcntl::AT_FDCWD, path, how)
+        .map_err(|errno| open_error(std::io::Error::from(errno)))?;
+    let file = File::from(fd);
+    let kind = file.metadata().map_err(open_error)?.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(AuditError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    Ok(file)
+}
+
+/// Appends one record to `out` as JSON up to the value of `prev` (the writer adds it and the
+/// closing `"}` once it knows the line before): the contract's fields in [`record::FIELDS`]
+/// order, exactly as serde_json writes an [`AuditRecord`] (a test holds the two equal). Written
+/// field by field because this runs for every record the probes send: the timestamp needs no
+/// escaping and the sandbox's fixed fields are escaped once.
 #[expect(
     clippy::too_many_arguments,
     reason = "the record's fields in contract order, as AuditLog::record()"
 )]
-fn write_line<D: Serialize>(
+fn write_prefix<D: Serialize>(
     out: &mut Vec<u8>,
     fixed: &[u8],
-    prev: &str,
     now: Duration,
     seq: u64,
     event: AuditEvent,
@@ -411,8 +683,6 @@ fn write_line<D: Serialize>(
         return Err(AuditError::DetailNotObject { event });
     }
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(prev.as_bytes());
-    out.extend_from_slice(b"\"}");
     Ok(())
 }
 
@@ -429,7 +699,13 @@ impl Drop for AuditLog {
     /// A last chance for deferred records whose caller did not flush (an early return on an
     /// error path); the error has nowhere to go but stderr.
     fn drop(&mut self) {
-        if let Err(err) = self.flush() {
+        // Every run's records end with a seal, early returns on error paths included.
+        let result = if self.sink.is_some() && self.next_seq > 0 && !self.sealed && !self.failed {
+            self.seal()
+        } else {
+            self.flush()
+        };
+        if let Err(err) = result {
             eprintln!("guard: error: writing the audit log: {err}");
         }
     }

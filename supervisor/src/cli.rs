@@ -79,6 +79,9 @@ pub enum Command {
     /// Kill one of the daemon's sandboxes (an ID from `guard status`).
     #[command(after_help = "Examples:\n  guard stop g1234-5f3a9c")]
     Stop { id: String },
+    /// Check audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The daemon's per-sandbox process; started by `guard daemon` only.
     #[command(name = "daemon-worker", hide = true)]
     DaemonWorker,
@@ -91,6 +94,23 @@ pub enum Command {
         /// Directory for the completions (guard.bash, _guard, guard.fish).
         #[arg(long)]
         completions: PathBuf,
+    },
+}
+
+/// `guard audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check a log's hash chain and signed seals; exit 0 only if intact, 1 naming the first bad line.
+    #[command(
+        after_help = "Examples:\n  guard audit verify /var/log/guard/audit.jsonl\n  \
+        guard audit verify copy-of-audit.jsonl --key audit-key.pub   # on another machine"
+    )]
+    Verify {
+        /// The JSON-lines audit log.
+        file: PathBuf,
+        /// The host's public key (default /var/lib/guard/audit-key.pub).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use guard::cli::{Cli, Command};
+use guard::cli::{AuditCommand, Cli, Command};
 
 fn main() -> ExitCode {
     // Usage errors exit 125 like every other failure of guard before the command runs (contract).
@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         Command::Daemon { config } => guard::commands::daemon::run(&config),
         Command::Status { json } => guard::commands::status::run(json),
         Command::Stop { id } => guard::commands::stop::run(&id),
+        Command::Audit(AuditCommand::Verify { file, key }) => {
+            guard::commands::audit::verify(&file, key.as_ref())
+        }
         Command::DaemonWorker => guard::commands::worker::run(),
         Command::GenerateDocs { man, completions } => {
             match guard::cli::generate_docs(&man, &completions) {

@@ -503,7 +503,7 @@ fn audit_log_records_start_exec_and_exit_in_a_verified_chain() {
         .iter()
         .map(|r| r["event"].as_str().unwrap())
         .collect();
-    assert_eq!(events, ["start", "exec", "exit"], "{text}");
+    assert_eq!(events, ["start", "exec", "exit", "seal"], "{text}");
     for (seq, record) in records.iter().enumerate() {
         assert_eq!(record["seq"], seq as u64);
         for field in [

@@ -19,6 +19,7 @@ mod daemon_support;
 mod denials;
 mod doctor;
 mod enforce;
+mod evidence;
 mod exec;
 mod explain;
 mod identity;

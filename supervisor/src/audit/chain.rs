@@ -1,14 +1,16 @@
 //! The hash chain: how `prev` links records, and [`verify_chain`] that re-checks a log.
 //!
-//! Each sandbox has its own chain: `prev` of a record is the hex SHA-256 of the previous line of
-//! the same sandbox, taken over the line's bytes without its newline, and the first record
-//! (seq 0) has 64 zeros. Chains are per sandbox rather than per file because several sandboxes
-//! may append to one log (each line is one O_APPEND write), so their lines interleave.
+//! One chain per file: `prev` of a line is the hex SHA-256 of the file's previous line, taken over
+//! its bytes without the newline, and the file's first line has 64 zeros. Writers lock the file
+//! while they append (see `audit::Sink`), so sandboxes sharing a log still form one chain; `seq`
+//! counts each sandbox's records from 0.
 //!
-//! What the chain proves: no line of a chain was changed, removed or inserted before that chain's
-//! last line, and every chain starts at seq 0. What it cannot prove on its own: that lines were
-//! not cut off the end (a complete chain ends with an `exit` record), or that a whole chain was not
-//! removed; anchoring the last hash elsewhere (a remote log) covers those.
+//! What the chain proves: no line was changed, removed, inserted or moved before the last one.
+//! The signed `seal` record every run ends with proves the rest: its signature covers the chain
+//! head, so a log changed and re-chained no longer verifies without the host's private key, and
+//! a log whose last line is not a seal was cut short (or its run is still going). What no
+//! verifier can tell from the file alone is that whole runs were cut off the end after a seal;
+//! keeping a copy of the last seal elsewhere covers that.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -68,36 +70,106 @@ pub enum ChainError {
         expected: u64,
         found: u64,
     },
-    #[error("line {line}: sandbox {sandbox}: seq 0 must have prev of 64 zeros")]
-    Genesis { line: usize, sandbox: String },
+    #[error("line 1: the first line's prev must be 64 zeros (lines were removed before it)")]
+    Genesis,
     #[error(
-        "line {line}: sandbox {sandbox}: prev does not match line {previous_line} (changed or removed)"
+        "line {line}: prev does not match line {previous_line}: a line was changed, removed, inserted or moved"
     )]
-    Prev {
-        line: usize,
-        sandbox: String,
-        previous_line: usize,
-    },
+    Prev { line: usize, previous_line: usize },
+    #[error(
+        "line {line}: the seal's signature does not verify with key {key}: the log was changed and re-chained, or sealed by another key"
+    )]
+    BadSeal { line: usize, key: String },
+    #[error(
+        "line {line}: the log does not end with a seal: its last lines were removed, or a run is still going"
+    )]
+    Unsealed { line: usize },
+    #[error("the log is empty")]
+    Empty,
 }
 
-/// What the verifier remembers of each sandbox's chain so far.
-struct ChainTip {
-    next_seq: u64,
-    hash: String,
-    line: usize,
+/// The field a seal is signed without, and written with.
+const EMPTY_SIG: &[u8] = b"\"sig\":\"\"";
+
+/// The seal line with `sig` in place of the empty signature it was signed with.
+pub fn with_signature(line: &[u8], sig: &str) -> Vec<u8> {
+    replace_once(line, EMPTY_SIG, format!("\"sig\":\"{sig}\"").as_bytes())
+}
+
+fn replace_once(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    match haystack.windows(needle.len()).position(|w| w == needle) {
+        Some(i) => [&haystack[..i], with, &haystack[i + needle.len()..]].concat(),
+        None => haystack.to_vec(),
+    }
+}
+
+/// What a verified log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub records: usize,
+    pub seals: usize,
+}
+
+/// [`verify_chain`] plus the seals: every `seal` record's signature must verify with `key`, and
+/// the last line must be a seal.
+///
+/// # Errors
+/// The first [`ChainError`], naming the first bad line.
+pub fn verify_log<R: Read>(
+    reader: R,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<Verified, ChainError> {
+    let mut seals = 0;
+    let mut last_was_seal = false;
+    let fingerprint = super::seal::fingerprint(key);
+    let records = walk(reader, |line, text, record| {
+        last_was_seal = record.event == super::AuditEvent::Seal;
+        if last_was_seal {
+            let sig = record
+                .detail
+                .get("sig")
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            let signed = replace_once(text, format!("\"sig\":\"{sig}\"").as_bytes(), EMPTY_SIG);
+            if !super::seal::verify(key, &signed, sig) {
+                return Err(ChainError::BadSeal {
+                    line,
+                    key: fingerprint.clone(),
+                });
+            }
+            seals += 1;
+        }
+        Ok(())
+    })?;
+    if records == 0 {
+        return Err(ChainError::Empty);
+    }
+    if !last_was_seal {
+        return Err(ChainError::Unsealed { line: records });
+    }
+    Ok(Verified { records, seals })
 }
 
 /// Re-checks every line of an audit log: the contract's field set, `seq` counting up from 0 per
-/// sandbox, and each `prev` against the hash of that sandbox's previous line.
+/// sandbox, and each `prev` against the hash of the file's previous line.
 ///
 /// Reads through its own buffer, so a plain `File` will do. Returns the number of records checked.
 ///
 /// # Errors
 /// The first [`ChainError`], naming the line where it shows. A changed line shows at the next
-/// line of its sandbox, as [`ChainError::Prev`] whose `previous_line` is the changed one.
+/// line, as [`ChainError::Prev`] whose `previous_line` is the changed one.
 pub fn verify_chain<R: Read>(reader: R) -> Result<usize, ChainError> {
+    walk(reader, |_, _, _| Ok(()))
+}
+
+/// Walks the chain, calling `each` with every line's number, bytes and record.
+fn walk<R: Read>(
+    reader: R,
+    mut each: impl FnMut(usize, &[u8], &AuditRecord) -> Result<(), ChainError>,
+) -> Result<usize, ChainError> {
     let mut reader = BufReader::new(reader);
-    let mut tips: HashMap<String, ChainTip> = HashMap::new();
+    let mut next_seq: HashMap<String, u64> = HashMap::new();
+    let mut prev = GENESIS_PREV.to_owned();
     let mut buf = Vec::new();
     let mut line = 0;
     loop {
@@ -116,41 +188,21 @@ pub fn verify_chain<R: Read>(reader: R) -> Result<usize, ChainError> {
             return Err(ChainError::Unterminated { line });
         };
         let record = parse(line, text)?;
-        let hash = line_hash(text);
-        match tips.get_mut(&record.sandbox) {
-            None => {
-                check_seq(line, &record, 0)?;
-                if record.prev != GENESIS_PREV {
-                    return Err(ChainError::Genesis {
-                        line,
-                        sandbox: record.sandbox,
-                    });
-                }
-                tips.insert(
-                    record.sandbox,
-                    ChainTip {
-                        next_seq: 1,
-                        hash,
-                        line,
-                    },
-                );
-            }
-            Some(tip) => {
-                check_seq(line, &record, tip.next_seq)?;
-                if record.prev != tip.hash {
-                    return Err(ChainError::Prev {
-                        line,
-                        sandbox: record.sandbox,
-                        previous_line: tip.line,
-                    });
-                }
-                *tip = ChainTip {
-                    next_seq: tip.next_seq + 1,
-                    hash,
+        if record.prev != prev {
+            return Err(if line == 1 {
+                ChainError::Genesis
+            } else {
+                ChainError::Prev {
                     line,
-                };
-            }
+                    previous_line: line - 1,
+                }
+            });
         }
+        let expected = next_seq.entry(record.sandbox.clone()).or_insert(0);
+        check_seq(line, &record, *expected)?;
+        *expected += 1;
+        each(line, text, &record)?;
+        prev = line_hash(text);
     }
 }
 

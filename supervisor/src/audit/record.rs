@@ -43,6 +43,8 @@ pub enum AuditEvent {
     Limit,
     /// The command ended.
     Exit,
+    /// The end of a run's records: the chain head signed with the host key (see `audit::seal`).
+    Seal,
 }
 
 /// What guard or the kernel decided.

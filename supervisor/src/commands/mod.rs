@@ -1,5 +1,6 @@
 //! One module per `guard` subcommand; each returns the process exit code.
 
+pub mod audit;
 pub mod check;
 pub mod daemon;
 pub mod doctor;

@@ -169,7 +169,9 @@ mod tests {
         record_refusal(&path, &caller, "python", &["python3".into()], "not allowed").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         crate::audit::verify_chain(text.as_bytes()).unwrap();
-        let record: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // The refusal, then the seal that ends every writer's records.
+        let record: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert!(text.lines().nth(1).unwrap().contains("\"event\":\"seal\""));
         assert_eq!(record["event"], "violation");
         assert_eq!(record["verdict"], "deny");
         assert_eq!(record["rule"], REFUSAL_RULE);

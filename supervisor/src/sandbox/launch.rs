@@ -237,11 +237,11 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     )
     .map_err(LaunchError::Pipe)?;
     // The read-only file tree's write mounts, prepared here: the child may not allocate.
-    let mount_plan = if enforce {
-        Some(MountPlan::new(&plan.landlock)?)
+    let mount_plan = Some(if enforce {
+        MountPlan::new(&plan.landlock)?
     } else {
-        None
-    };
+        MountPlan::hide_only()
+    });
     let setup = ChildSetup {
         program: &program_c,
         argv: &argv,
@@ -292,6 +292,35 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         drop(start);
         return Err(child_failure_or(report_read, err.into()));
     }
+    // 10b. The start record on disk (fdatasync) before the command's first instruction: if the
+    //      evidence cannot be written, the child is killed before it is released.
+    let exe = program.to_string_lossy().into_owned();
+    let started = audit.record(
+        AuditEvent::Start,
+        child.as_raw(),
+        &exe,
+        Verdict::Allow,
+        None,
+        Enforcer::Supervisor,
+        json!({
+            "mode": if enforce { "enforce" } else { "audit" },
+            "landlock_denials": landlock_evidence,
+            "workdir": request.workdir,
+            "cgroup": cgroup.cgroup2_path(),
+            "cgroup_id": cgroup.cgroup2_id(),
+            "bpf_lsm": host.bpf_lsm,
+            "probes": match start.probes.as_ref().map(|p| p.start) {
+                Some(crate::ebpf::Start::Cold) => "loaded",
+                Some(crate::ebpf::Start::Warm) => "pinned",
+                None => "none",
+            },
+            "log_repaired_bytes": audit.repaired(),
+        }),
+    );
+    if let Err(err) = started {
+        drop(start);
+        return Err(err.into());
+    }
     if let Err(err) = write_go(go_write) {
         drop(start);
         return Err(child_failure_or(report_read, LaunchError::Release(err)));
@@ -299,7 +328,6 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
 
     // 11. The report pipe closes on a successful execve; a message means a failed step and the
     //     command never ran.
-    let exe = program.to_string_lossy().into_owned();
     let answer = if enforce {
         Answer::Deny
     } else {
@@ -309,43 +337,20 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     if let Some(failure) = failure {
         return Err(refused_command(&mut audit, child, &exe, failure));
     }
-    let started = audit
-        .record(
-            AuditEvent::Start,
+    let started = if start.probes.is_some() {
+        // The exec probe records the command's exec itself, with what the kernel ran.
+        Ok(())
+    } else {
+        audit.record(
+            AuditEvent::Exec,
             child.as_raw(),
             &exe,
             Verdict::Allow,
-            None,
+            Some("process.exec"),
             Enforcer::Supervisor,
-            json!({
-                "mode": if enforce { "enforce" } else { "audit" },
-                "landlock_denials": landlock_evidence,
-                "workdir": request.workdir,
-                "cgroup": cgroup.cgroup2_path(),
-                "cgroup_id": cgroup.cgroup2_id(),
-                "bpf_lsm": host.bpf_lsm,
-                "probes": match start.probes.as_ref().map(|p| p.start) {
-                    Some(crate::ebpf::Start::Cold) => "loaded",
-                    Some(crate::ebpf::Start::Warm) => "pinned",
-                    None => "none",
-                },
-            }),
+            json!({ "argv": request.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>() }),
         )
-        .and_then(|()| {
-            if start.probes.is_some() {
-                // The exec probe records the command's exec itself, with what the kernel ran.
-                return Ok(());
-            }
-            audit.record(
-                AuditEvent::Exec,
-                child.as_raw(),
-                &exe,
-                Verdict::Allow,
-                Some("process.exec"),
-                Enforcer::Supervisor,
-                json!({ "argv": request.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>() }),
-            )
-        });
+    };
     // No evidence, no run: the command dies before it does anything else.
     started?;
     let super::teardown::Started {
@@ -429,7 +434,12 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         report_probes(&mut audit, child, &exe, &report, lost_events);
     }
     let events = events.unwrap_or_default();
-    Ok(report_ending(&mut audit, plan, child, &exe, ending, events))
+    let status = report_ending(&mut audit, plan, child, &exe, ending, events);
+    // The run's records end with the signed seal (see `audit::seal`).
+    if let Err(err) = audit.seal() {
+        eprintln!("guard: error: sealing the audit log: {}", error_chain(&err));
+    }
+    Ok(status)
 }
 
 /// What the probe feed saw, for the end of the run.

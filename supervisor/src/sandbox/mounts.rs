@@ -40,6 +40,26 @@ pub struct WriteMount {
 /// its parent's clone).
 pub struct MountPlan {
     pub writable: Vec<WriteMount>,
+    /// Make the tree read-only outside `writable` (enforce mode); audit mode only hides.
+    pub readonly: bool,
+    /// A directory covered with an empty read-only tmpfs in the sandbox: guard's audit signing
+    /// key, which no profile may let a tool read (`None` when it does not exist yet).
+    pub hide: Option<CString>,
+}
+
+/// What the sandbox must never see, whatever its profile grants: the audit signing key.
+fn hidden_dir() -> Option<CString> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = crate::audit::seal::KEY_DIR;
+    // Created if missing, so a key made later (by a run with a log) is hidden from this one too.
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    std::path::Path::new(dir)
+        .is_dir()
+        .then(|| CString::new(dir).ok())
+        .flatten()
 }
 
 /// Why the parent could not prepare the mounts.
@@ -78,7 +98,20 @@ impl MountPlan {
                     .map_err(|_| MountPlanError::Nul(path.display().to_string()))
             })
             .collect::<Result<_, _>>()?;
-        Ok(MountPlan { writable })
+        Ok(MountPlan {
+            writable,
+            readonly: true,
+            hide: hidden_dir(),
+        })
+    }
+
+    /// Audit mode: nothing read-only (nothing is denied), only the key hidden.
+    pub fn hide_only() -> Self {
+        MountPlan {
+            writable: Vec::new(),
+            readonly: false,
+            hide: hidden_dir(),
+        }
     }
 }
 
@@ -125,6 +158,9 @@ pub unsafe fn seal(plan: &MountPlan) -> Result<(), i32> {
         ) != 0
         {
             return Err(errno());
+        }
+        if !plan.readonly {
+            return hide(plan);
         }
         let mut clones = [-1 as libc::c_int; MAX_WRITE_MOUNTS];
         for (slot, mount) in clones.iter_mut().zip(&plan.writable) {
@@ -189,6 +225,33 @@ pub unsafe fn seal(plan: &MountPlan) -> Result<(), i32> {
             }
             libc::close(*fd);
         }
+    }
+    // SAFETY: as above.
+    unsafe { hide(plan) }
+}
+
+/// Covers [`MountPlan::hide`] with an empty, read-only tmpfs.
+///
+/// # Safety
+/// As [`seal`]: the forked child only, inside its own mount namespace.
+unsafe fn hide(plan: &MountPlan) -> Result<(), i32> {
+    let Some(dir) = &plan.hide else {
+        return Ok(());
+    };
+    // SAFETY: mount(2) with NUL-terminated strings owned by the plan.
+    let ret = unsafe {
+        libc::mount(
+            c"guard-hidden".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"size=4k,mode=0500".as_ptr().cast(),
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     Ok(())
 }

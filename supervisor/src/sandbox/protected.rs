@@ -20,6 +20,7 @@ const FIXED: &[(&str, &str)] = &[
     ),
     ("/etc/guard", "guard's configuration and profiles"),
     ("/var/log/guard", "guard's audit logs"),
+    ("/var/lib/guard", "guard's audit signing key"),
     ("/boot", "the kernel and boot loader"),
 ];
 
