@@ -5,6 +5,13 @@
 //! of each program type that `guard doctor` tries to load to learn what this kernel accepts.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for exact shared counters (BPF_ATOMIC_ADD): core's AtomicU64 has no fetch_add
+// on this target. The probes build with RUSTC_BOOTSTRAP=1 already (build-std), see build.rs.
+#![feature(core_intrinsics)]
+#![allow(
+    internal_features,
+    reason = "core::intrinsics::atomic_xadd is the only atomic add on bpfel"
+)]
 
 mod exec;
 mod features;

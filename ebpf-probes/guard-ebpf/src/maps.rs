@@ -90,10 +90,16 @@ pub fn count_error(step: guard_common::event::ProbeError) {
 #[inline(always)]
 pub fn count_lost(cgroup_id: u64) {
     if let Some(state) = SANDBOX_STATE.get_ptr_mut(cgroup_id) {
-        // SAFETY: a map value pointer from a successful lookup. Concurrent CPUs may race on the
-        // increment; the count is then low by the race, never zero when records were lost,
-        // because every losing path also bumps the per-CPU PROBE_ERRORS counter.
-        unsafe { (*state).lost_events += 1 };
+        // One atomic add (BPF_ATOMIC_ADD): probes on several CPUs losing records of one sandbox
+        // at once must not lose counts, or the log would claim a completeness it lacks.
+        // SAFETY: a map value pointer from a successful lookup; the u64 field is 8-byte aligned
+        // in the repr(C) value and valid while the program runs.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                core::ptr::addr_of_mut!((*state).lost_events),
+                1,
+            );
+        }
     }
 }
 
