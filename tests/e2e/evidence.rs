@@ -281,3 +281,53 @@ execute = ["/usr/bin/bash"]
         assert!(!run.stdout.contains(key.trim()), "{mode}: the key leaked");
     }
 }
+
+#[test]
+fn a_million_refused_sends_give_a_bounded_log_with_the_exact_count() {
+    require_root!();
+    let dir = TempDir::new("evidence-flood");
+    let p = write_profile(
+        &dir,
+        "flood",
+        r#"
+name = "flood"
+extends = ["base"]
+[filesystem]
+read = ["/usr", "/etc"]
+execute = ["/usr/bin/python3"]
+[network]
+connect = ["127.0.0.1:9"]
+"#,
+    );
+    let logs = TempDir::new("evidence-flood-log");
+    let log = logs.path().join("audit.jsonl");
+    // 127.0.0.2 is not in the profile: every send is refused by the eBPF hook. The tool counts
+    // its own attempts.
+    let script = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nn = 0\nfor _ in range(1_000_000):\n    n += 1\n    try:\n        s.sendto(b'x', ('127.0.0.2', 9))\n    except OSError:\n        pass\nprint(n)\n";
+    let run = run_logged(&p, &log, &["/usr/bin/python3", "-c", script]);
+    assert_eq!(run.code(), 0, "{run}");
+    let attempts: u64 = run.stdout.trim().parse().expect("the tool's count");
+    assert_eq!(attempts, 1_000_000);
+    let size = std::fs::metadata(&log).expect("log").len();
+    eprintln!("log: {size} bytes for {attempts} refused sends");
+    assert!(size < 1024 * 1024, "the log is not bounded: {size} bytes");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let mut counted = 0u64;
+    let mut lost = 0u64;
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).expect("json");
+        if r["event"] == "violation" && r["detail"]["dst"] == "127.0.0.2:9" {
+            counted += r["detail"]["repeated"].as_u64().unwrap_or(1);
+        }
+        if r["rule"] == "audit.lost_events" {
+            lost += r["detail"]["lost"].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(
+        counted + lost,
+        attempts,
+        "records ({counted}) plus reported losses ({lost}) must equal the attempts"
+    );
+    let ok = verify(&log, None);
+    assert_eq!(ok.code(), 0, "{ok}");
+}

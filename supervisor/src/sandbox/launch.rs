@@ -387,6 +387,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let cleanup = cgroup.kill_all();
     supervise::Watcher::drain(&mut monitor);
     let landlock_lost = monitor.finish_landlock();
+    monitor.write_folds(true);
     let probe_report = monitor.into_feed().map(|feed| ProbeReport {
         killed_for: feed.killed_for,
         unprinted: feed.unprinted,

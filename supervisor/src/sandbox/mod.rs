@@ -7,6 +7,7 @@ pub mod cgroup;
 mod child;
 pub mod exit;
 mod file_observer;
+mod fold;
 pub mod handshake;
 pub mod landlock;
 mod landlock_denials;

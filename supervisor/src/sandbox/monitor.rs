@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cgroup::CgroupManager;
+use super::fold::{Admit, FoldKey, Folder};
 use super::landlock_denials::{Access, LandlockFeed};
 use super::launch::error_chain;
 use super::probe_events::{self, ExeNames, STDERR_LINES};
@@ -35,6 +36,8 @@ pub struct Monitor<'a> {
     file_rules: Option<LandlockPlan>,
     /// Denials said on stderr so far (probes, seccomp and Landlock share the budget).
     printed: u32,
+    /// Repeated denials, counted (see `fold`).
+    folder: Folder,
 }
 
 /// How long the end of a run waits for Landlock's last records (its domain's deallocation
@@ -85,7 +88,40 @@ impl<'a> Monitor<'a> {
             syscalls,
             landlock,
             printed: 0,
+            folder: Folder::default(),
         }
+    }
+
+    /// Writes the counted repeats that are due (all of them with `all`, at the end of the run).
+    pub fn write_folds(&mut self, all: bool) {
+        for folded in self.folder.due(all) {
+            let written = self.audit.record_deferred(
+                folded.key.event,
+                folded.pid,
+                &folded.exe,
+                folded.key.verdict,
+                folded.key.rule.as_deref(),
+                folded.key.enforcer,
+                || folded.detail,
+            );
+            if let Err(err) = written {
+                fail_closed(self.cgroup, &err);
+            }
+        }
+        if all && let Err(err) = self.audit.flush() {
+            fail_closed(self.cgroup, &err);
+        }
+    }
+
+    /// Whether a denial is written now (the first of its kind) or only counted.
+    fn admit(
+        &mut self,
+        key: FoldKey,
+        pid: i32,
+        exe: &str,
+        detail: impl FnOnce() -> serde_json::Value,
+    ) -> bool {
+        self.folder.admit(key, pid, exe, detail) == Admit::Write
     }
 
     /// Writes the records of accesses Landlock refused.
@@ -101,6 +137,25 @@ impl<'a> Monitor<'a> {
                 (None, None) => access.blockers.clone(),
             };
             let rule = access.rule();
+            let key = FoldKey {
+                event: AuditEvent::Violation,
+                verdict: Verdict::Deny,
+                rule: Some(rule.to_owned()),
+                enforcer: Enforcer::Landlock,
+                what: format!("{} {what}", access.exe),
+            };
+            let folded_detail = || {
+                serde_json::json!({
+                    "op": if access.is_network() { "connect" } else { "file" },
+                    "blockers": access.blockers,
+                    "path": access.path,
+                    "port": access.port,
+                    "dst": access.daddr,
+                })
+            };
+            if !self.admit(key, access.pid, &access.exe.clone(), folded_detail) {
+                continue;
+            }
             self.say(&format!(
                 "guard: denied {} {}: {what} (rule {rule}, Landlock)\n",
                 access.pid, access.exe
@@ -206,6 +261,25 @@ impl<'a> Monitor<'a> {
                 Answer::Continue => Verdict::Audit,
             };
             let exe = &denial.exe;
+            let pid = i32::try_from(denial.pid).unwrap_or(0);
+            let detail = || {
+                serde_json::json!({
+                    "op": "syscall",
+                    "syscall": denial.name,
+                    "nr": denial.nr,
+                    "args": denial.args,
+                })
+            };
+            let key = FoldKey {
+                event: AuditEvent::Violation,
+                verdict,
+                rule: Some("syscalls.deny".into()),
+                enforcer: Enforcer::Seccomp,
+                what: format!("{exe} {}", denial.name),
+            };
+            if !self.admit(key, pid, exe, detail) {
+                continue;
+            }
             if verdict == Verdict::Deny {
                 self.say(&format!(
                     "guard: denied {} {exe}: syscall {} (rule syscalls.deny, seccomp)\n",
@@ -214,19 +288,12 @@ impl<'a> Monitor<'a> {
             }
             let written = self.audit.record_deferred(
                 AuditEvent::Violation,
-                i32::try_from(denial.pid).unwrap_or(0),
+                pid,
                 exe,
                 verdict,
                 Some("syscalls.deny"),
                 Enforcer::Seccomp,
-                || {
-                    serde_json::json!({
-                        "op": "syscall",
-                        "syscall": denial.name,
-                        "nr": denial.nr,
-                        "args": denial.args,
-                    })
-                },
+                detail,
             );
             if let Err(err) = written {
                 fail_closed(self.cgroup, &err);
@@ -249,6 +316,25 @@ impl<'a> Monitor<'a> {
             return;
         };
         if rules.allows(path, access) {
+            return;
+        }
+        let key = FoldKey {
+            event: AuditEvent::Violation,
+            verdict: Verdict::Audit,
+            rule: Some(access.key().to_owned()),
+            enforcer: Enforcer::Landlock,
+            what: format!("{} {} {}", denial.exe, access.key(), path.display()),
+        };
+        let pid = i32::try_from(denial.pid).unwrap_or(0);
+        let detail = || {
+            serde_json::json!({
+                "op": "file",
+                "path": path,
+                "access": access.key().trim_start_matches("filesystem."),
+                "syscall": denial.name,
+            })
+        };
+        if !self.admit(key, pid, &denial.exe, detail) {
             return;
         }
         let written = self.audit.record_deferred(
@@ -304,6 +390,9 @@ impl Watcher for Monitor<'_> {
     }
 
     fn drain(&mut self) {
+        if self.feed.is_none() {
+            self.write_folds(false);
+        }
         if let Some(landlock) = self.landlock.as_mut() {
             let accesses = landlock.drain(false);
             if !accesses.is_empty() {
@@ -329,6 +418,22 @@ impl Watcher for Monitor<'_> {
                 }
             };
             let decision = probe_events::decision(&event, &mut feed.names, &feed.command_exe);
+            // Repeats of one denial fold into a counted summary (see `fold`); a kill never does.
+            if decision.verdict != Verdict::Allow && !event.kills_sandbox() {
+                let key = FoldKey {
+                    event: decision.event,
+                    verdict: decision.verdict,
+                    rule: decision.rule.map(str::to_owned),
+                    enforcer: Enforcer::Ebpf,
+                    what: format!("{} {}", decision.exe, decision.summary()),
+                };
+                let admitted = self.folder.admit(key, decision.pid, decision.exe, || {
+                    serde_json::to_value(decision.detail()).unwrap_or_default()
+                });
+                if admitted == Admit::Folded {
+                    continue;
+                }
+            }
             if decision.verdict != Verdict::Allow && decision.verdict != Verdict::Audit {
                 let rule = decision.rule.unwrap_or("?");
                 if event.kills_sandbox() && feed.killed_for.is_none() {
@@ -376,6 +481,7 @@ impl Watcher for Monitor<'_> {
                 eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
             }
         }
+        self.write_folds(false);
         // The burst drained is written with one write before the loop sleeps again.
         if let Err(err) = self.audit.flush() {
             fail_closed(self.cgroup, &err);
