@@ -1,8 +1,11 @@
-//! After the test suite: guard must leave nothing of its own in the kernel or in cgroupfs.
+//! After the test suite: the suite must leave nothing of its own in the kernel or in cgroupfs,
+//! and must not touch what it did not create: another guard (a daemon, another checkout's
+//! tests) may run on the same host.
 //!
-//! Runs `guard unload` (the test binary's build) and then looks for what could remain: pins
-//! under `/sys/fs/bpf/guard`, sandbox cgroups under any `guard` cgroup directory. A leftover
-//! is a failure of the suite, named so it can be found.
+//! [`Snapshot::take`] before the suite records the pin directories and sandbox cgroups that
+//! already exist; [`check`] after it runs `guard unload` (the test binary's build; refused, and
+//! tolerated, while sandboxes that were there before still use the probes) and fails on every
+//! pin directory or sandbox cgroup that is new since the snapshot, named so it can be found.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,24 +14,35 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
-/// Unloads guard's probes and fails when anything of guard's is still there.
-pub fn check() -> anyhow::Result<()> {
-    let guard = Path::new("target/debug/guard");
-    if !guard.exists() {
-        bail!(
-            "{} is missing; the test step should have built it",
-            guard.display()
-        );
+/// What of guard's existed before the suite ran.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    existing: Vec<PathBuf>,
+}
+
+impl Snapshot {
+    pub fn take() -> Self {
+        let existing = guard_state();
+        if !existing.is_empty() {
+            eprintln!(
+                "xtask: another guard is running here ({} pin dirs or sandbox cgroups); the suite leaves them alone",
+                existing.len()
+            );
+        }
+        Snapshot { existing }
     }
-    cmd::run(Command::new(guard).arg("unload")).context("guard unload")?;
-    let mut left: Vec<PathBuf> = Vec::new();
-    if Path::new("/sys/fs/bpf/guard").exists() {
-        left.push(PathBuf::from("/sys/fs/bpf/guard"));
+}
+
+/// Pin directories and sandbox cgroups of any guard on this host.
+fn guard_state() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf/guard") {
+        found.extend(entries.filter_map(Result::ok).map(|e| e.path()));
     }
     for root in cgroup_roots() {
         let dir = root.join("guard");
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            left.extend(
+            found.extend(
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
@@ -36,6 +50,29 @@ pub fn check() -> anyhow::Result<()> {
             );
         }
     }
+    found
+}
+
+/// Unloads guard's probes and fails when anything the suite created is still there.
+pub fn check(before: &Snapshot) -> anyhow::Result<()> {
+    let guard = Path::new("target/debug/guard");
+    if !guard.exists() {
+        bail!(
+            "{} is missing; the test step should have built it",
+            guard.display()
+        );
+    }
+    let unloaded = cmd::run(Command::new(guard).arg("unload")).context("guard unload");
+    if let Err(err) = unloaded {
+        if before.existing.is_empty() {
+            return Err(err);
+        }
+        eprintln!("xtask: guard unload refused while the other guard runs: {err:#}");
+    }
+    let left: Vec<PathBuf> = guard_state()
+        .into_iter()
+        .filter(|p| !before.existing.contains(p))
+        .collect();
     if !left.is_empty() {
         let names: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
         bail!("left behind by the suite: {}", names.join(", "));
