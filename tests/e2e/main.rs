@@ -13,6 +13,7 @@ mod attacks;
 mod boundary;
 mod check;
 mod daemon;
+mod daemon_limits;
 mod daemon_seams;
 mod daemon_support;
 mod doctor;
