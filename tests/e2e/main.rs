@@ -12,6 +12,7 @@ mod ancestry;
 mod attacks;
 mod boundary;
 mod check;
+mod clean_state;
 mod daemon;
 mod daemon_limits;
 mod daemon_seams;

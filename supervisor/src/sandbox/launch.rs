@@ -159,6 +159,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
 
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
+    // Held (with the sentinel, which inherits it) while supervised: the orphan sweep asks this
+    // lock, which every PID namespace sees, not the pid in the id (sandbox/liveness.rs).
+    let _supervised = super::liveness::hold(cgroup.cgroup2_path()).ok();
 
     // 5. The sandbox's policy into the eBPF probes (loaded and pinned by the first guard that
     //    needs them), keyed by the cgroup's id, before anything runs in it. Probes that cannot

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod handshake;
 pub mod landlock;
 pub mod launch;
+pub mod liveness;
 mod monitor;
 pub mod mounts;
 mod probe_events;
