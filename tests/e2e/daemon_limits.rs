@@ -288,3 +288,87 @@ fn a_request_over_the_frame_limit_says_so_before_connecting() {
     assert_eq!(out.code(), 0, "{out}\n{}", daemon.log_text());
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn an_unfinished_request_is_closed_after_the_request_timeout() {
+    require_root!();
+    use std::io::Read as _;
+    let daemon = Daemon::start("", &[]);
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    // Root passes the checks before reading, so the daemon does read this partial frame.
+    stream.write_all(&1000u32.to_be_bytes()).unwrap();
+    stream.write_all(b"{\"version\":1,").unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    println!(
+        "the daemon closed the idle connection after {:?}",
+        start.elapsed()
+    );
+    assert!(read.is_ok(), "still open after 30 s: {read:?}");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let log = daemon.log_text();
+    assert!(log.contains("no request within 10s"), "{log}");
+    // And it still serves.
+    let out = daemon.root(&["status"]);
+    assert_eq!(out.code(), 0, "{out}");
+}
+
+#[test]
+fn the_client_gives_up_on_a_daemon_that_never_accepts_and_says_why() {
+    require_root!();
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    use std::os::fd::AsRawFd as _;
+    let dir = TempDir::new("client-timeout");
+    let path = dir.path().join("hung.sock");
+    // A "daemon" that listens and never accepts, its queue filled by connections of ours.
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let addr = UnixAddr::new(&path).unwrap();
+    bind(listener.as_raw_fd(), &addr).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => queued.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(err) => panic!("{err}"),
+        }
+        assert!(queued.len() < 1000, "the queue never filled");
+    }
+    // Bare: a blocking connect would wait for as long as the daemon hangs.
+    let start = Instant::now();
+    let out: Run = Command::new(shared_guard())
+        .args(["exec", "--daemon", "--profile", "minimal", "--", "true"])
+        .env("GUARD_SOCKET", &path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    println!("the client gave up after {:?}", start.elapsed());
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr
+            .contains("gave up connecting to the guard daemon")
+            && out.stderr.contains("queue of new connections stayed full"),
+        "{out}"
+    );
+    drop(queued);
+}
