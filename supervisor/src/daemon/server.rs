@@ -279,11 +279,16 @@ impl Daemon {
         };
         let started = Instant::now();
         let Some(_slot) = Slot::take(&self.limits, caller.uid) else {
-            warn!(
-                "{} (pid {}): too many connections (at most {CONNECTIONS_PER_UID} per user, {CONNECTIONS_TOTAL} in all); closed",
-                caller.describe(),
-                caller.pid
+            let message = format!(
+                "too many connections to the guard daemon (at most {CONNECTIONS_PER_UID} per user, {CONNECTIONS_TOTAL} in all); try again when some have ended"
             );
+            warn!("{} (pid {}): {message}", caller.describe(), caller.pid);
+            // A fresh socket's buffer takes this at once; never wait on a peer that does not read.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(100),
+                wire::send(&stream, &Response::Refused { message }),
+            )
+            .await;
             return;
         };
         // Who may talk at all is decided from the kernel's view of the caller before a byte of
