@@ -372,3 +372,75 @@ fn the_client_gives_up_on_a_daemon_that_never_accepts_and_says_why() {
     );
     drop(queued);
 }
+
+#[test]
+fn uid_0_without_root_capabilities_does_not_switch_to_a_profiles_user() {
+    require_root!();
+    let work = TempDir::new("daemon-capless-user");
+    let out_dir = crate::daemon_support::world_dir(&work, "w");
+    let profile = format!(
+        r#"
+name = "e2e-l-as"
+extends = ["base"]
+allow_weaker = ["ebpf.network", "ebpf.exec"]
+[filesystem]
+read = ["/usr", "/bin", "/etc", "/lib", "/lib64"]
+write = ["{w}"]
+execute = ["/usr/bin", "/bin", "/usr/lib", "/lib", "/lib64"]
+[process]
+user = "nobody"
+env = {{ keep = ["PATH"] }}
+"#,
+        w = out_dir.display()
+    );
+    // uid 0 is granted the profile by name, as any user could be.
+    let daemon = Daemon::start(
+        "[[allow]]\nusers = [\"root\"]\nprofiles = [\"e2e-l-as\"]\n",
+        &[("e2e-l-as", &profile)],
+    );
+    let id_file = out_dir.join("id");
+    let write_id = format!("id -u > {}", id_file.display());
+    let args = [
+        "exec",
+        "--daemon",
+        "--profile",
+        "e2e-l-as",
+        "--",
+        "sh",
+        "-c",
+        &write_id,
+    ];
+    // Root switches to the profile's user, as it would locally.
+    let root: Run = Command::new(shared_guard())
+        .args(args)
+        .env("GUARD_SOCKET", &daemon.socket)
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(root.code(), 0, "{root}\n{}", daemon.log_text());
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    assert_eq!(
+        std::fs::read_to_string(&id_file).unwrap().trim(),
+        nobody.to_string()
+    );
+    std::fs::remove_file(&id_file).unwrap();
+    // Without root's capabilities it could not switch users itself; the daemon does not do it.
+    let capless: Run = Command::new("setpriv")
+        .args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(shared_guard())
+        .args(args)
+        .env("GUARD_SOCKET", &daemon.socket)
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(capless.code(), 125, "{capless}");
+    assert!(
+        capless.stderr.contains("does not switch to another user"),
+        "{capless}"
+    );
+    assert!(!id_file.exists(), "the command ran");
+}
