@@ -7,7 +7,11 @@
 //! open file and so the lock. The lock lives on the cgroup's inode, which every PID namespace
 //! shares: while any of the two lives, [`held`] says so, from wherever it is asked.
 //!
-//! The descriptor is close-on-exec, so the sandboxed command never holds it.
+//! The descriptor is close-on-exec, so the sandboxed command never holds it. A tool whose
+//! profile lets it read its own cgroup directory could take the lock itself; it only gains
+//! anything once its supervisor and sentinel are both dead, and then it stays confined
+//! (Landlock, seccomp, its cgroup limits and its eBPF entries, kept because its cgroup lives):
+//! only the sweep's kill is missed.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
