@@ -155,16 +155,43 @@ fn unload_refuses_while_a_sandbox_exists_even_without_run_guard() {
     let (mut child, id) = start_local(&mut sleeper(&profile));
     // /run/guard (with the users lock that normally refuses the unload) hidden behind an empty
     // tmpfs in a private mount namespace: the host's /run/guard stays as it is for other guards.
-    let script = format!(
-        "mount --make-rprivate / && mount -t tmpfs tmpfs /run/guard && exec {} unload",
-        guard_bin().display()
-    );
-    let out: Run = Command::new("unshare")
-        .args(["--mount", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into();
+    // Done with system calls before exec (the VM has no mount(8)).
+    let out: Run = {
+        use std::os::unix::process::CommandExt as _;
+        let root = c"/";
+        let run_guard = c"/run/guard";
+        let tmpfs = c"tmpfs";
+        let mut command = Command::new(guard_bin());
+        command.arg("unload").stdin(Stdio::null());
+        // SAFETY: only system calls on strings prepared before fork run in the child.
+        unsafe {
+            command.pre_exec(move || {
+                let check = |rc: libc::c_int| {
+                    if rc == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                };
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(libc::mount(
+                    tmpfs.as_ptr(),
+                    run_guard.as_ptr(),
+                    tmpfs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ))
+            });
+        }
+        command.output().unwrap().into()
+    };
     assert_eq!(out.code(), 1, "{out}");
     assert!(
         out.stderr.contains("sandbox cgroups exist") && out.stderr.contains(&id),
