@@ -47,6 +47,14 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "gave up connecting to the guard daemon at {} after {waited:?}: its queue of new connections stayed full (the daemon is overloaded or hung; see `journalctl -u guard`)",
+        path.display()
+    )]
+    ConnectTimeout {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
     #[error("the guard daemon runs profiles by NAME; give --profile a name, not a path")]
     ProfilePath,
     #[error(
@@ -110,7 +118,6 @@ fn try_exec(args: &ExecArgs) -> Result<u8, ClientError> {
     }
     relayed.thread_block().map_err(ClientError::Signals)?;
 
-    let stream = connect()?;
     let request = Request::Exec(ExecRequest {
         profile: args.profile.clone(),
         mode: match args.mode {
@@ -125,7 +132,18 @@ fn try_exec(args: &ExecArgs) -> Result<u8, ClientError> {
     });
     let mut fds: Vec<BorrowedFd<'_>> = stdio.iter().map(StdFd::as_fd).collect();
     fds.push(cwd.as_fd());
-    protocol::send_blocking(&stream, &request, &fds).map_err(ClientError::Protocol)?;
+    // Too large a request (a huge environment) is said before connecting, with its size.
+    protocol::encode(&request).map_err(ClientError::Protocol)?;
+    let stream = connect()?;
+    if let Err(err) = protocol::send_blocking(&stream, &request, &fds) {
+        // A caller the daemon refuses is answered before its request is read; that answer
+        // explains more than the broken pipe.
+        if let Ok(Some(Response::Refused { message })) = protocol::read_blocking(&stream) {
+            eprintln!("guard: {message}");
+            return Ok(GUARD_FAILED);
+        }
+        return Err(ClientError::Protocol(err));
+    }
     drop(stdio);
     drop(cwd);
 
@@ -219,9 +237,48 @@ fn spawn_relay(stream: &UnixStream, signals: SigSet) {
     });
 }
 
+/// How long the client keeps trying while the daemon's accept queue is full.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects to the daemon. A full accept queue (the daemon is overloaded or hung) makes a
+/// blocking `connect` wait forever on a unix socket; this one retries without blocking for
+/// [`CONNECT_TIMEOUT`] and then says so.
 fn connect() -> Result<UnixStream, ClientError> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
     let path = socket_path();
-    UnixStream::connect(&path).map_err(|source| ClientError::Connect { path, source })
+    let fail = |source: std::io::Error| ClientError::Connect {
+        path: path.clone(),
+        source,
+    };
+    let addr = UnixAddr::new(&path).map_err(|e| fail(e.into()))?;
+    let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| fail(e.into()))?;
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false).map_err(fail)?;
+                return Ok(stream);
+            }
+            Err(nix::errno::Errno::EAGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(ClientError::ConnectTimeout {
+                    path,
+                    waited: CONNECT_TIMEOUT,
+                });
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(fail(errno.into())),
+        }
+    }
 }
 
 /// One request, one answer (status, stop).

@@ -53,6 +53,8 @@ pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// uid 0 with root's capabilities (daemon/auth.rs); uid 0 without them is an ordinary caller.
+    pub privileged: bool,
 }
 
 /// One `guard exec`, wherever its inputs come from: the command line and guard's own process
@@ -204,7 +206,7 @@ fn prepare(invocation: &Invocation) -> Result<Plan, ExecError> {
 /// the tool rights the profile's author meant to withhold (the caller's files), and switching to
 /// the profile's user would give the caller another user's rights.
 fn run_as_caller(plan: &mut Plan, run_as: &RunAs, spec: &str) -> Result<(), ExecError> {
-    if run_as.uid == 0 {
+    if run_as.uid == 0 && run_as.privileged {
         return Ok(());
     }
     if let Some(user) = plan.identity.user

@@ -34,7 +34,11 @@ pub fn run() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Err(err @ UnloadError::InUse) => {
+        Err(
+            err @ (UnloadError::InUse
+            | UnloadError::SandboxCgroups(_)
+            | UnloadError::LiveEntries { .. }),
+        ) => {
             eprintln!("guard: {err}");
             ExitCode::from(1)
         }

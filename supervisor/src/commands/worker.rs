@@ -71,6 +71,7 @@ pub fn run() -> ExitCode {
             uid: job.caller.uid,
             gid: job.caller.gid,
             groups: job.caller.groups.clone(),
+            privileged: job.caller.is_root(),
         }),
     };
     run_invocation(&invocation)

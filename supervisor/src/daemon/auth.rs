@@ -6,8 +6,15 @@
 //! exits and is reused (reading `/proc/<pid>/status` would have both problems). The sandbox then
 //! runs with exactly these ids, so a caller never gets more rights than it already had.
 //!
-//! Root is allowed every profile: it could run `guard exec` locally anyway. Everyone else needs
-//! an `[[allow]]` entry naming their uid, their primary gid or one of their groups, and the
+//! Root is allowed every profile: it could run `guard exec` locally anyway. But uid 0 alone is
+//! not root: a tool running as uid 0 with its capabilities dropped (a container's root, a
+//! service hardened with `CapabilityBoundingSet=`, a process under `setpriv --bounding-set=-all`)
+//! could not load probes or create cgroups itself, and must not get them from the daemon. So a
+//! caller is privileged only when it is uid 0, in the daemon's user namespace, and its effective
+//! set holds every capability in [`ROOT_CAPABILITIES`]; read from `/proc/<pid>/status` with the
+//! process pinned by `SO_PEERPIDFD`, so a pid reused by another process is never read instead
+//! (no pidfd, an older kernel: not privileged). Everyone else, uid 0 included, needs an
+//! `[[allow]]` entry naming their uid, their primary gid or one of their groups, and the
 //! profile by name.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -25,15 +32,42 @@ pub struct Caller {
     pub gid: u32,
     /// Supplementary groups (may include `gid`).
     pub groups: Vec<u32>,
+    /// uid 0 with the capabilities that make root ([`ROOT_CAPABILITIES`]), in the daemon's
+    /// user namespace.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
+/// The capabilities that make uid 0 root for the daemon: what a local `guard exec` needs to do
+/// itself what the daemon would do for it (cgroups and bpffs, probes and their hooks, switching
+/// ids, reading any file).
+pub const ROOT_CAPABILITIES: [(u32, &str); 6] = [
+    (21, "CAP_SYS_ADMIN"),
+    (12, "CAP_NET_ADMIN"),
+    (1, "CAP_DAC_OVERRIDE"),
+    (7, "CAP_SETUID"),
+    (6, "CAP_SETGID"),
+    (5, "CAP_KILL"),
+];
+
 impl Caller {
+    /// Root as far as the daemon is concerned: uid 0 *and* its capabilities.
     pub fn is_root(&self) -> bool {
-        self.uid == 0
+        self.uid == 0 && self.privileged
     }
 
-    /// `alice (uid 1001)`, or `uid 1001` without a user database entry.
+    /// `alice (uid 1001)`, or `uid 1001` without a user database entry; uid 0 without root's
+    /// capabilities says so.
     pub fn describe(&self) -> String {
+        let who = self.who();
+        if self.uid == 0 && !self.privileged {
+            format!("{who} without root's capabilities")
+        } else {
+            who
+        }
+    }
+
+    fn who(&self) -> String {
         match user_name(self.uid) {
             Some(name) => format!("user {name} (uid {})", self.uid),
             None => format!("uid {}", self.uid),
@@ -96,7 +130,41 @@ pub fn peer(socket: BorrowedFd<'_>) -> Result<Caller, CredentialsError> {
         uid: cred.uid,
         gid: cred.gid,
         groups: peer_groups(socket)?,
+        privileged: cred.uid == 0 && has_root_capabilities(socket, cred.pid),
     })
+}
+
+/// Whether the peer (pid `pid`, pinned by its pidfd) holds every [`ROOT_CAPABILITIES`] in its
+/// effective set and lives in the daemon's user namespace. Anything unreadable: no.
+fn has_root_capabilities(socket: BorrowedFd<'_>, pid: i32) -> bool {
+    let Some(pidfd) = super::sandboxed::peer_pidfd(socket) else {
+        return false;
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    let same_userns = match (
+        std::fs::read_link(format!("/proc/{pid}/ns/user")),
+        std::fs::read_link("/proc/self/ns/user"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        _ => false,
+    };
+    // Read while pinned: if the process is still running now, what was read was its own.
+    if !super::sandboxed::still_running(&pidfd) {
+        return false;
+    }
+    same_userns && status.is_ok_and(|s| effective_caps(&s).is_some_and(holds_root_capabilities))
+}
+
+/// `CapEff` of a `/proc/<pid>/status` text.
+fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+fn holds_root_capabilities(effective: u64) -> bool {
+    ROOT_CAPABILITIES
+        .iter()
+        .all(|(bit, _)| effective & (1u64 << bit) != 0)
 }
 
 /// `SO_PEERGROUPS`: the kernel answers ERANGE with the needed size when the buffer is short.
@@ -148,6 +216,25 @@ pub enum Refusal {
     AuditMode { caller: String },
 }
 
+/// Whether `caller` may use the daemon at all (root, or named by an `[[allow]]` entry): checked
+/// from the kernel's credentials alone, before a byte of the request is read, so strangers
+/// cannot make the daemon buffer anything.
+pub fn may_connect(config: &DaemonConfig, caller: &Caller) -> Result<(), Refusal> {
+    if caller.is_root() || config.allow.iter().any(|rule| names(rule, caller)) {
+        return Ok(());
+    }
+    Err(Refusal::NotAllowed {
+        caller: caller.describe(),
+        config: config.file.display().to_string(),
+    })
+}
+
+fn names(rule: &super::config::AllowRule, caller: &Caller) -> bool {
+    rule.uids.contains(&caller.uid)
+        || rule.gids.contains(&caller.gid)
+        || rule.gids.iter().any(|g| caller.groups.contains(g))
+}
+
 /// Whether `caller` may run `profile` in `mode` under `config`.
 pub fn authorize(
     config: &DaemonConfig,
@@ -164,11 +251,7 @@ pub fn authorize(
     let matching: Vec<_> = config
         .allow
         .iter()
-        .filter(|rule| {
-            rule.uids.contains(&caller.uid)
-                || rule.gids.contains(&caller.gid)
-                || rule.gids.iter().any(|g| caller.groups.contains(g))
-        })
+        .filter(|rule| names(rule, caller))
         .collect();
     if matching.is_empty() {
         return Err(Refusal::NotAllowed {
@@ -242,6 +325,7 @@ mod tests {
             uid,
             gid,
             groups: groups.to_vec(),
+            privileged: uid == 0,
         }
     }
 
@@ -284,5 +368,28 @@ mod tests {
         let root = caller(0, 0, &[]);
         assert_eq!(authorize(&c, &root, "anything", WireMode::Audit), Ok(()));
         assert!(authorize(&c, &root, "../x", WireMode::Enforce).is_err());
+        // uid 0 without root's capabilities is an ordinary user with no [[allow]] entry.
+        let capless = Caller {
+            privileged: false,
+            ..caller(0, 0, &[])
+        };
+        assert!(!capless.is_root());
+        assert!(matches!(
+            authorize(&c, &capless, "anything", WireMode::Enforce),
+            Err(Refusal::NotAllowed { .. })
+        ));
+        assert!(capless.describe().ends_with("without root's capabilities"));
+    }
+
+    #[test]
+    fn root_capabilities_are_read_from_cap_eff() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n";
+        assert!(effective_caps(status).is_some_and(holds_root_capabilities));
+        let dropped = "CapEff:\t0000000000000000\n";
+        assert!(!effective_caps(dropped).is_some_and(holds_root_capabilities));
+        // Everything but CAP_SYS_ADMIN.
+        let no_admin = format!("CapEff:\t{:016x}\n", 0x1ff_ffff_ffffu64 & !(1 << 21));
+        assert!(!effective_caps(&no_admin).is_some_and(holds_root_capabilities));
+        assert_eq!(effective_caps("CapPrm:\t1\n"), None);
     }
 }

@@ -165,6 +165,7 @@ mod tests {
             uid: 1001,
             gid: 1001,
             groups: vec![1001],
+            privileged: false,
         };
         record_refusal(&path, &caller, "python", &["python3".into()], "not allowed").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -64,6 +64,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     let config = config::load(config_path, &config::SystemNames).map_err(DaemonError::Config)?;
     init_logging();
+    raise_open_files_limit();
     if let Some(dir) = config.audit_log.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -129,6 +130,21 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     info!("stopped");
     served.map_err(DaemonError::Serve)
+}
+
+/// Raises the soft limit of open descriptors to the hard one (at most 65,536): the connection
+/// limits of [`server`] (4,096 in all) assume it, as the unit's `LimitNOFILE` does; started by
+/// hand the soft limit is often 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let wanted = hard.min(65_536);
+        if soft < wanted
+            && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard)
+        {
+            warn!("cannot raise the open files limit from {soft} to {wanted}: {err}");
+        }
+    }
 }
 
 /// Logs go to stderr: the journal when systemd runs the daemon (it stamps time and unit itself,

@@ -3,9 +3,12 @@
 //! Normally none exist: a worker dies with the daemon (PDEATHSIG) and its sentinel kills the
 //! sandbox and removes its cgroups. But a service manager stopping the daemon kills the whole
 //! service cgroup, sentinels included, and forked processes of a sandbox live in the sandbox's
-//! own cgroup, out of its reach. A sandbox named `g<pid>-...` whose creating process (a worker
-//! or a local `guard exec`) no longer exists is such an orphan: its processes are killed and its
-//! directories removed in every hierarchy. Sandboxes of live supervisors are never touched.
+//! own cgroup, out of its reach. A sandbox named `g<pid>-...` is such an orphan when nothing
+//! holds its supervisor lock ([`crate::sandbox::liveness`]: the creating worker or local
+//! `guard exec`, or its sentinel, hold it while they live, and the lock is seen from every PID
+//! namespace) and its creator pid names no guard process here: its processes are killed and
+//! its directories removed in every hierarchy. Sandboxes of live supervisors are never touched,
+//! whichever PID namespace they or the daemon run in.
 
 use crate::sandbox::cgroup::{self, CgroupError};
 
@@ -43,6 +46,18 @@ pub fn sweep() -> Result<Sweep, CgroupError> {
 /// Whether sandbox `id` was created by a process that is gone. Ids that do not follow guard's
 /// `g<pid>-<hex>` pattern are left alone: guard did not create them.
 fn is_orphan(id: &str) -> bool {
+    if creator_pid(id).is_none() {
+        return false;
+    }
+    // The lock first: it answers for supervisors in any PID namespace. The pid check stays for
+    // the instants between a cgroup's creation and its lock.
+    let supervised =
+        cgroup::guard_cgroup2_dir().is_ok_and(|dir| crate::sandbox::liveness::held(&dir.join(id)));
+    !supervised && creator_gone(id)
+}
+
+/// Whether the pid in `id` names no guard process in this PID namespace.
+fn creator_gone(id: &str) -> bool {
     let Some(pid) = creator_pid(id) else {
         return false;
     };

@@ -20,6 +20,8 @@ pub enum HoldError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
+    #[error("removing the entries of dead sandboxes")]
+    Sweep(#[from] crate::ebpf::stale::SweepError),
 }
 
 /// Loads or opens the probes and removes the entries of sandboxes that no longer exist; returns
@@ -27,16 +29,12 @@ pub enum HoldError {
 pub fn hold() -> Result<(HeldProbes, usize), HoldError> {
     let users = UsersLock::shared()?;
     let mut probes = Probes::open_or_load(&cgroup::guard_cgroup2_dir()?)?;
-    // Ids first, live cgroups second (see ebpf/stale.rs for why this order is race-free).
-    let with_entries = probes.sandbox_ids();
-    let live = cgroup::live_sandbox_ids()?;
-    let dead: std::collections::BTreeSet<u64> = with_entries.difference(&live).copied().collect();
-    probes.forget_sandboxes(&dead)?;
+    let dead = probes.forget_dead_sandboxes()?;
     Ok((
         HeldProbes {
             probes,
             _users: users,
         },
-        dead.len(),
+        dead,
     ))
 }

@@ -149,6 +149,12 @@ pub struct SandboxStatus {
 pub enum ProtocolError {
     #[error("frame of {0} bytes is larger than the limit of {MAX_FRAME} bytes")]
     TooLarge(u32),
+    #[error(
+        "the request is {0} bytes (command, arguments and environment encoded), over the guard \
+         daemon's limit of {MAX_FRAME} bytes (1 MiB); unset large environment variables or pass \
+         the data in a file"
+    )]
+    RequestTooLarge(usize),
     #[error("the connection closed in the middle of a frame")]
     Truncated,
     #[error("unsupported protocol version {0} (this guard speaks {VERSION})")]
@@ -175,7 +181,7 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, ProtocolError> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|len| *len <= MAX_FRAME)
-        .ok_or(ProtocolError::TooLarge(u32::MAX))?;
+        .ok_or(ProtocolError::RequestTooLarge(body.len()))?;
     let mut bytes = Vec::with_capacity(4 + body.len());
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes.extend_from_slice(&body);

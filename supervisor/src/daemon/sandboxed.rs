@@ -57,7 +57,7 @@ fn sandbox_of(cgroups: &str) -> Option<String> {
 }
 
 /// A pidfd for the peer, or `None` where the kernel has no `SO_PEERPIDFD`.
-fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
+pub(super) fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
     let mut fd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `fd`, a c_int.
@@ -75,7 +75,7 @@ fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, 0)`: whether the pinned process is still running.
-fn still_running(pidfd: &OwnedFd) -> bool {
+pub(super) fn still_running(pidfd: &OwnedFd) -> bool {
     // SAFETY: signal 0 with no siginfo only checks that the process exists.
     let rc = unsafe {
         libc::syscall(

@@ -35,8 +35,20 @@ use super::worker::{self, Job};
 use crate::sandbox::launch::error_chain;
 use crate::sandbox::supervise::RELAYED;
 
-/// How long a client has to send its request after connecting.
+/// How long a client has to send its request after connecting; then the connection is closed
+/// and its partial frame freed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused client gets to finish writing its request (which is discarded).
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// Open connections (waiting, being read, or carrying a running sandbox) per uid and in all;
+/// more are closed at once. Sized so the daemon stays within `LimitNOFILE` of the unit.
+const CONNECTIONS_PER_UID: usize = 256;
+const CONNECTIONS_TOTAL: usize = 4096;
+/// Requests read at the same time, per uid and in all. Each may buffer up to
+/// [`protocol::MAX_FRAME`] (1 MiB), so partial frames take at most 16 MiB however many
+/// connections are held; the others wait without a buffer.
+const PENDING_PER_UID: usize = 4;
+const PENDING_TOTAL: usize = 16;
 /// How long running sandboxes get to end after the daemon is asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -48,6 +60,102 @@ struct Daemon {
     violations: RefCell<ViolationCounts>,
     /// Signalled whenever a sandbox ends (shutdown waits for the registry to empty).
     ended: Notify,
+    /// Connection and request counts per uid.
+    limits: Rc<RefCell<Limits>>,
+    /// Signalled whenever a request has been read (a reading slot is free).
+    slot_freed: Rc<Notify>,
+}
+
+/// Open connections and requests being read, per uid and in all.
+#[derive(Debug, Default)]
+struct Limits {
+    connections: std::collections::HashMap<u32, usize>,
+    connections_total: usize,
+    pending: std::collections::HashMap<u32, usize>,
+    pending_total: usize,
+}
+
+/// One open connection, counted until dropped.
+struct Slot {
+    limits: Rc<RefCell<Limits>>,
+    uid: u32,
+}
+
+impl Slot {
+    fn take(limits: &Rc<RefCell<Limits>>, uid: u32) -> Option<Slot> {
+        let mut l = limits.borrow_mut();
+        let mine = l.connections.get(&uid).copied().unwrap_or(0);
+        if mine >= CONNECTIONS_PER_UID || l.connections_total >= CONNECTIONS_TOTAL {
+            return None;
+        }
+        l.connections.insert(uid, mine + 1);
+        l.connections_total += 1;
+        Some(Slot {
+            limits: Rc::clone(limits),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut l = self.limits.borrow_mut();
+        l.connections_total -= 1;
+        if let Some(n) = l.connections.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                l.connections.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// One request being read, counted until dropped.
+struct Pending {
+    limits: Rc<RefCell<Limits>>,
+    freed: Rc<Notify>,
+    uid: u32,
+}
+
+impl Pending {
+    /// Waits until fewer than the limits of requests are being read, then counts this one.
+    async fn wait(limits: &Rc<RefCell<Limits>>, freed: &Rc<Notify>, uid: u32) -> Pending {
+        loop {
+            // Created before the check: on this single thread no task can run between the
+            // check and the first poll of `notified`, so no wake-up is missed.
+            let notified = freed.notified();
+            {
+                let mut l = limits.borrow_mut();
+                let mine = l.pending.get(&uid).copied().unwrap_or(0);
+                if mine < PENDING_PER_UID && l.pending_total < PENDING_TOTAL {
+                    l.pending.insert(uid, mine + 1);
+                    l.pending_total += 1;
+                    return Pending {
+                        limits: Rc::clone(limits),
+                        freed: Rc::clone(freed),
+                        uid,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        {
+            let mut l = self.limits.borrow_mut();
+            l.pending_total -= 1;
+            if let Some(n) = l.pending.get_mut(&self.uid) {
+                *n -= 1;
+                if *n == 0 {
+                    l.pending.remove(&self.uid);
+                }
+            }
+        }
+        self.freed.notify_waiters();
+    }
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -67,6 +175,8 @@ pub async fn serve(
         config: RefCell::new(Rc::new(config)),
         registry: RefCell::new(Registry::default()),
         ended: Notify::new(),
+        limits: Rc::default(),
+        slot_freed: Rc::new(Notify::new()),
     });
     super::listen::notify("READY=1");
     info!("serving");
@@ -167,12 +277,59 @@ impl Daemon {
                 return;
             }
         };
+        let started = Instant::now();
+        let Some(_slot) = Slot::take(&self.limits, caller.uid) else {
+            let message = format!(
+                "too many connections to the guard daemon (at most {CONNECTIONS_PER_UID} per user, {CONNECTIONS_TOTAL} in all); try again when some have ended"
+            );
+            warn!("{} (pid {}): {message}", caller.describe(), caller.pid);
+            // A fresh socket's buffer takes this at once; never wait on a peer that does not read.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(100),
+                wire::send(&stream, &Response::Refused { message }),
+            )
+            .await;
+            return;
+        };
+        // Who may talk at all is decided from the kernel's view of the caller before a byte of
+        // the request is read: strangers and sandboxed tools make the daemon buffer nothing.
+        if let Some(message) = self.refusal_before_reading(&stream, &caller) {
+            warn!("refused: {message}");
+            let log = self.config.borrow().audit_log.clone();
+            if let Err(err) = evidence::record_refusal(&log, &caller, "", &[], &message) {
+                error!(
+                    "writing the refusal to the audit log: {}",
+                    error_chain(&err)
+                );
+            }
+            let _ = wire::send(&stream, &Response::Refused { message }).await;
+            // The client writes its whole request before reading the answer: let it finish
+            // (discarding, bounded in bytes and time) so it hears the refusal, not EPIPE.
+            let _ = tokio::time::timeout(DRAIN_TIME, wire::discard(&stream)).await;
+            return;
+        }
+        // At most PENDING_PER_UID requests per user (PENDING_TOTAL in all) are being read at
+        // once; the others wait here holding only their socket, within the same deadline.
+        let Ok(reading) = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            Pending::wait(&self.limits, &self.slot_freed, caller.uid),
+        )
+        .await
+        else {
+            warn!(
+                "{}: no request within {REQUEST_TIMEOUT:?} (waiting to be read)",
+                caller.describe()
+            );
+            return;
+        };
         let mut reader = FrameReader::default();
-        let first = match tokio::time::timeout(REQUEST_TIMEOUT, reader.next(&stream)).await {
+        let left = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
+        let first = match tokio::time::timeout(left, reader.next(&stream)).await {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return,
             Ok(Err(err)) => return self.bad_frame(&stream, &caller, &err).await,
             Err(_) => {
+                // Dropping the reader here frees the partial frame with the connection.
                 warn!(
                     "{}: no request within {REQUEST_TIMEOUT:?}",
                     caller.describe()
@@ -180,6 +337,7 @@ impl Daemon {
                 return;
             }
         };
+        drop(reading);
         let request = match protocol::decode::<Request>(&first.payload) {
             Ok(request) => request,
             Err(err) => return self.bad_frame(&stream, &caller, &err).await,
@@ -188,26 +346,6 @@ impl Daemon {
         if !matches!(request, Request::Exec(_)) && !fds.is_empty() {
             let err = ProtocolError::Descriptors(fds.len(), 0);
             return self.bad_frame(&stream, &caller, &err).await;
-        }
-        // Read first, so the client hears the refusal. A sandboxed tool must not get a sandbox (or a stop, or the list) from outside its own.
-        match sandboxed::caller_sandbox(stream.as_fd(), caller.pid) {
-            Ok(None) => {}
-            Ok(Some(sandbox)) => {
-                let message = format!(
-                    "{} (pid {}) runs inside guard sandbox {sandbox}: sandboxed processes may not use the guard daemon",
-                    caller.describe(),
-                    caller.pid
-                );
-                return self.refuse_sandboxed(&stream, &caller, message).await;
-            }
-            Err(err) => {
-                let message = format!(
-                    "cannot tell whether {} runs inside a guard sandbox: {}",
-                    caller.describe(),
-                    error_chain(&err)
-                );
-                return self.refuse_sandboxed(&stream, &caller, message).await;
-            }
         }
         match request {
             Request::Exec(exec) => self.exec(stream, reader, caller, exec, fds).await,
@@ -232,18 +370,31 @@ impl Daemon {
         }
     }
 
-    /// Refuses every request of a connection from inside a sandbox (or whose origin cannot be
-    /// established), with an audit record.
-    async fn refuse_sandboxed(&self, stream: &UnixStream, caller: &Caller, message: String) {
-        warn!("refused: {message}");
-        let log = self.config.borrow().audit_log.clone();
-        if let Err(err) = evidence::record_refusal(&log, caller, "", &[], &message) {
-            error!(
-                "writing the refusal to the audit log: {}",
-                error_chain(&err)
-            );
+    /// Why `caller` may not use the daemon at all, decided before its request is read: it runs
+    /// inside a guard sandbox (or that cannot be established), or no `[[allow]]` entry names it.
+    fn refusal_before_reading(&self, stream: &UnixStream, caller: &Caller) -> Option<String> {
+        // A sandboxed tool must not get a sandbox (or a stop, or the list) from outside its own.
+        match sandboxed::caller_sandbox(stream.as_fd(), caller.pid) {
+            Ok(None) => {}
+            Ok(Some(sandbox)) => {
+                return Some(format!(
+                    "{} (pid {}) runs inside guard sandbox {sandbox}: sandboxed processes may not use the guard daemon",
+                    caller.describe(),
+                    caller.pid
+                ));
+            }
+            Err(err) => {
+                return Some(format!(
+                    "cannot tell whether {} runs inside a guard sandbox: {}",
+                    caller.describe(),
+                    error_chain(&err)
+                ));
+            }
         }
-        let _ = wire::send(stream, &Response::Refused { message }).await;
+        let config = self.config.borrow().clone();
+        auth::may_connect(&config, caller)
+            .err()
+            .map(|refusal| refusal.to_string())
     }
 
     /// A frame that could not be read or decoded: logged, answered if the peer still listens,

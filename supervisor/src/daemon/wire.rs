@@ -105,6 +105,27 @@ fn receive(stream: &UnixStream, want: usize) -> std::io::Result<(Vec<u8>, Vec<Ow
     Ok((data, fds))
 }
 
+/// Reads and throws away what the peer sends, until it closes or [`protocol::MAX_FRAME`] plus a
+/// header have been read: a refused client can finish writing its request without the daemon
+/// keeping any of it.
+pub async fn discard(stream: &UnixStream) {
+    let mut sink = [0u8; 4096];
+    let mut left = protocol::MAX_FRAME as usize + 4;
+    while left > 0 {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        // Descriptors sent along are closed by the kernel when the stream is (they are never
+        // received into the daemon with a plain read).
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+    }
+}
+
 /// Writes `message` as one frame.
 pub async fn send<T: Serialize>(stream: &UnixStream, message: &T) -> Result<(), ProtocolError> {
     let bytes = protocol::encode(message)?;

@@ -26,7 +26,8 @@ use crate::host::offsets_cache::OffsetsCache;
 /// The probe object built by `build.rs` from `ebpf-probes/guard-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-probes"));
 /// Its version stamp, computed by `build.rs` so no start-up pays for hashing it.
-static OBJECT_STAMP: &str = include_str!(concat!(env!("OUT_DIR"), "/guard-probes.stamp"));
+pub(super) static OBJECT_STAMP: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/guard-probes.stamp"));
 
 /// The embedded probe object (also used by `host::bpf` to try each program type).
 pub fn object_bytes() -> &'static [u8] {
@@ -105,7 +106,7 @@ impl Probes {
     }
 
     /// Opens the pinned maps in `dir`.
-    fn open(dir: &Path, start: Start) -> Result<Self, EbpfError> {
+    pub(crate) fn open(dir: &Path, start: Start) -> Result<Self, EbpfError> {
         Ok(Self {
             start,
             pin_dir: dir.to_path_buf(),

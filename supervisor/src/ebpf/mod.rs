@@ -10,7 +10,7 @@ pub mod ring_pool;
 pub mod rules;
 pub mod sandbox;
 pub mod scripts;
-mod stale;
+pub mod stale;
 pub mod stamp;
 pub mod tracefs;
 pub mod unload;
@@ -118,6 +118,13 @@ pub enum EbpfError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "the eBPF map {map} is full (writing the policy of cgroup {cgroup_id}; entries of \
+         sandboxes that no longer exist were removed first): too many sandboxes or rules at \
+         once. Stop sandboxes (`guard status`, `guard stop`), or give this profile fewer \
+         network/exec rules; once none runs, `guard unload` lets the next start load empty maps"
+    )]
+    MapFull { map: &'static str, cgroup_id: u64 },
     #[error("cannot remove the policy of cgroup {cgroup_id} from the probes' maps")]
     RemoveEntry {
         cgroup_id: u64,

@@ -16,6 +16,7 @@ use super::EbpfError;
 use super::loader::{EventRing, Probes};
 use super::ring_pool::{self, RingSlot};
 use super::rules::NetEntries;
+use guard_common::names;
 
 /// Everything a sandbox writes into the shared maps.
 pub struct SandboxEntries {
@@ -53,48 +54,25 @@ impl RegisteredSandbox {
             ring_slot: slot.index,
             ..entries.policy
         };
-        let mut registered = Self {
+        // A map found full may hold entries of sandboxes whose supervisor and sentinel were
+        // both killed: those are removed and the write tried once more before giving up.
+        let mut written = write_entries(&mut probes, cgroup_id, &entries, &policy);
+        if matches!(written, Err(EbpfError::MapFull { .. }))
+            && probes.forget_dead_sandboxes().is_ok_and(|dead| dead > 0)
+        {
+            written = write_entries(&mut probes, cgroup_id, &entries, &policy);
+        }
+        written?;
+        Ok(Self {
             cgroup_id,
             ring,
             _slot: slot,
             net4: entries.net.v4.iter().map(|(k, _)| *k).collect(),
             net6: entries.net.v6.iter().map(|(k, _)| *k).collect(),
             exec: entries.exec.iter().map(|(k, _)| *k).collect(),
-            scripts: entries.scripts.clone(),
-            probes: {
-                let write = |source| EbpfError::WriteEntry { cgroup_id, source };
-                for (key, value) in &entries.net.v4 {
-                    probes.net4.insert(key, value, 0).map_err(write)?;
-                }
-                for (key, value) in &entries.net.v6 {
-                    probes.net6.insert(key, value, 0).map_err(write)?;
-                }
-                for (key, value) in &entries.exec {
-                    probes.exec_allow.insert(key, value, 0).map_err(write)?;
-                }
-                for key in &entries.scripts {
-                    probes.scripts.insert(key, 1, 0).map_err(write)?;
-                }
-                probes
-                    .state
-                    .insert(cgroup_id, SandboxState::default(), 0)
-                    .map_err(write)?;
-                probes
-            },
-        };
-        let write = |source| EbpfError::WriteEntry { cgroup_id, source };
-        let result = registered
-            .probes
-            .sandboxes
-            .insert(cgroup_id, policy, 0)
-            .map_err(write);
-        match result {
-            Ok(()) => Ok(registered),
-            Err(err) => {
-                let _ = registered.remove_entries();
-                Err(err)
-            }
-        }
+            scripts: entries.scripts,
+            probes,
+        })
     }
 
     /// The probes this sandbox is registered in.
@@ -149,5 +127,96 @@ impl RegisteredSandbox {
             note(self.probes.scripts.remove(key));
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Writes every entry of `entries` for `cgroup_id`, the policy last. On failure whatever was
+/// written is removed again (a half-registered sandbox would leak its rules) and a full map is
+/// named.
+fn write_entries(
+    probes: &mut Probes,
+    cgroup_id: u64,
+    entries: &SandboxEntries,
+    policy: &SandboxPolicy,
+) -> Result<(), EbpfError> {
+    let result = (|| {
+        let write = |map: &'static str| {
+            move |source: MapError| {
+                if map_full(&source) {
+                    EbpfError::MapFull { map, cgroup_id }
+                } else {
+                    EbpfError::WriteEntry { cgroup_id, source }
+                }
+            }
+        };
+        for (key, value) in &entries.net.v4 {
+            probes
+                .net4
+                .insert(key, value, 0)
+                .map_err(write(names::NET4))?;
+        }
+        for (key, value) in &entries.net.v6 {
+            probes
+                .net6
+                .insert(key, value, 0)
+                .map_err(write(names::NET6))?;
+        }
+        for (key, value) in &entries.exec {
+            probes
+                .exec_allow
+                .insert(key, value, 0)
+                .map_err(write(names::EXEC_ALLOW))?;
+        }
+        for key in &entries.scripts {
+            probes
+                .scripts
+                .insert(key, 1, 0)
+                .map_err(write(names::SCRIPTS))?;
+        }
+        probes
+            .state
+            .insert(cgroup_id, SandboxState::default(), 0)
+            .map_err(write(names::SANDBOX_STATE))?;
+        probes
+            .sandboxes
+            .insert(cgroup_id, policy, 0)
+            .map_err(write(names::SANDBOXES))
+    })();
+    if result.is_err() {
+        let _ = probes.forget_sandboxes(&std::collections::BTreeSet::from([cgroup_id]));
+    }
+    result
+}
+
+/// Whether a map update failed because the map holds `max_entries` already: E2BIG from hash
+/// maps, ENOSPC from LPM tries.
+fn map_full(err: &MapError) -> bool {
+    matches!(err, MapError::SyscallError(e)
+        if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(errno: i32) -> MapError {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_update_elem",
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn a_full_map_is_told_apart_from_other_write_failures() {
+        assert!(map_full(&failed(libc::E2BIG)));
+        assert!(map_full(&failed(libc::ENOSPC)));
+        assert!(!map_full(&failed(libc::EPERM)));
+        let message = EbpfError::MapFull {
+            map: names::EXEC_ALLOW,
+            cgroup_id: 7,
+        }
+        .to_string();
+        assert!(message.contains("map EXEC_ALLOW is full"), "{message}");
+        assert!(message.contains("guard stop"), "{message}");
     }
 }

@@ -3,8 +3,10 @@
 //! A sandbox whose supervisor died (a killed daemon's worker) is killed by its sentinel, but its
 //! policy, state and rule entries stay in the pinned maps: only the supervisor knows them
 //! to unregister. Every key carries the sandbox's cgroup id, and cgroup ids are never reused, so
-//! entries whose cgroup no longer exists are dead weight. The daemon removes them when it starts,
-//! after killing orphaned sandboxes.
+//! entries whose cgroup no longer exists are dead weight. They are removed by the sentinel of a
+//! killed `guard exec` once it has removed the sandbox's cgroup, by the daemon when it starts
+//! (after killing orphaned sandboxes), and by any sandbox start that finds a map full (whose
+//! sentinel was killed too), before it gives up.
 //!
 //! Read the ids first ([`Probes::sandbox_ids`]), then list the live cgroups, then remove the
 //! difference ([`Probes::forget_sandboxes`]): a sandbox's cgroup exists before its entries are
@@ -16,8 +18,30 @@ use std::collections::BTreeSet;
 use aya::maps::MapError;
 
 use super::{EbpfError, Probes};
+use crate::sandbox::cgroup::{self, CgroupError};
+
+/// Why dead sandboxes' entries could not be swept.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("listing the live sandbox cgroups")]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Ebpf(#[from] EbpfError),
+}
 
 impl Probes {
+    /// Removes the entries of every cgroup that has entries in the maps but no longer exists;
+    /// returns how many such cgroups there were. Only dead cgroups are touched, so this is safe
+    /// whoever else (another daemon, another checkout's guard) uses the same probes.
+    pub fn forget_dead_sandboxes(&mut self) -> Result<usize, SweepError> {
+        // Ids first, live cgroups second (see the module documentation).
+        let with_entries = self.sandbox_ids();
+        let live = cgroup::live_sandbox_ids()?;
+        let dead: BTreeSet<u64> = with_entries.difference(&live).copied().collect();
+        self.forget_sandboxes(&dead)?;
+        Ok(dead.len())
+    }
+
     /// The cgroup ids that have any entry in the maps.
     pub fn sandbox_ids(&self) -> BTreeSet<u64> {
         let mut ids: BTreeSet<u64> = self.sandboxes.keys().filter_map(Result::ok).collect();
@@ -89,5 +113,20 @@ impl Probes {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Removes the entries of dead sandboxes from the probes of this build, if they are pinned
+/// (never loads them). What the sentinel of a killed `guard exec` calls once its sandbox's
+/// cgroup is gone.
+pub fn forget_dead_if_pinned() -> Result<usize, SweepError> {
+    let guard_cgroup = cgroup::guard_cgroup2_dir()?;
+    let dir = super::pins::pin_dir(
+        super::loader::OBJECT_STAMP,
+        super::cgroup_id(&guard_cgroup)?,
+    );
+    match Probes::open(&dir, super::Start::Warm) {
+        Ok(mut probes) => probes.forget_dead_sandboxes(),
+        Err(_) => Ok(0),
     }
 }

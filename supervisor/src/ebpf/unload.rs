@@ -1,7 +1,11 @@
 //! `guard unload`: removes every pinned program, link and map of guard from the kernel.
 //!
 //! Refused while anything uses the probes (a running `guard exec`, its sentinel, the daemon):
-//! pulling them from under a sandbox would leave it unenforced. Unpinning is enough to unload:
+//! pulling them from under a sandbox would leave it unenforced. The users lock in `/run/guard`
+//! says so only while that directory is intact, so the kernel's own state decides too: any
+//! sandbox cgroup (in any hierarchy), or any map entry of a cgroup that still exists, refuses
+//! the unload whatever is left of `/run/guard`. Entries of cgroups that are gone are removed
+//! first; they belong to no sandbox. Unpinning is enough to unload:
 //! once no process holds a handle, the kernel detaches the links and frees programs and maps.
 
 use std::path::PathBuf;
@@ -22,6 +26,18 @@ pub struct Unloaded {
 pub enum UnloadError {
     #[error("sandboxes are running (or guard processes still use the probes); stop them first")]
     InUse,
+    #[error("sandbox cgroups exist ({}); stop their sandboxes first", .0.join(", "))]
+    SandboxCgroups(Vec<String>),
+    #[error(
+        "the maps in {} hold entries of {} live cgroup(s); stop their sandboxes first",
+        dir.display(),
+        count
+    )]
+    LiveEntries { dir: PathBuf, count: usize },
+    #[error("cannot tell whether sandboxes exist")]
+    Cgroups(#[source] crate::sandbox::cgroup::CgroupError),
+    #[error(transparent)]
+    Sweep(#[from] super::stale::SweepError),
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
     #[error("removing {path}")]
@@ -38,6 +54,21 @@ pub fn unload() -> Result<Unloaded, UnloadError> {
     let Some(_users) = UsersLock::try_exclusive()? else {
         return Err(UnloadError::InUse);
     };
+    let sandboxes = crate::sandbox::cgroup::list_sandboxes().map_err(UnloadError::Cgroups)?;
+    if !sandboxes.is_empty() {
+        return Err(UnloadError::SandboxCgroups(sandboxes.into_iter().collect()));
+    }
+    for dir in pins::all_pin_dirs() {
+        // Pins of another build may not open as this build's maps: those are judged by the
+        // cgroups above alone.
+        if let Ok(mut probes) = super::Probes::open(&dir, super::Start::Warm) {
+            probes.forget_dead_sandboxes()?;
+            let count = probes.sandbox_ids().len();
+            if count > 0 {
+                return Err(UnloadError::LiveEntries { dir, count });
+            }
+        }
+    }
     let mut unloaded = Unloaded::default();
     for dir in pins::all_pin_dirs() {
         std::fs::remove_dir_all(&dir).map_err(|source| UnloadError::Remove {

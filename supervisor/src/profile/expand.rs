@@ -49,6 +49,23 @@ impl ExpandContext {
                 value: v.clone(),
             });
         }
+        // A rule on `${CWD}` or `${HOME}` means "this project" or "this user's files"; when
+        // either is the root directory (a tool started from `/`, a service user whose home is
+        // `/`), the same rule would grant the whole file system. Symlinks resolving to `/`
+        // count too: Landlock follows them when the rule is opened.
+        let named = match var {
+            "CWD" => Some("CWD"),
+            "HOME" => Some("HOME"),
+            _ => None,
+        };
+        if let Some(named) = named
+            && is_root_dir(v)
+        {
+            return Err(ExpandError::RootDir {
+                var: named,
+                value: v.clone(),
+            });
+        }
         Ok(v)
     }
 }
@@ -62,6 +79,20 @@ pub enum ExpandError {
     NotAbsolute { var: String, value: PathBuf },
     #[error("`{}` contains `..` after expansion", .0.display())]
     ParentDir(PathBuf),
+    #[error(
+        "${{{var}}} is `{}`, the root directory: a rule on it would cover the whole file system; \
+         run guard from (or with --workdir / HOME set to) a directory below `/`",
+        value.display()
+    )]
+    RootDir { var: &'static str, value: PathBuf },
+}
+
+/// Whether `path` is `/` (spelled `//`, `/.`, ... or through a symlink).
+fn is_root_dir(path: &std::path::Path) -> bool {
+    use std::path::Component;
+    path.components()
+        .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+        || std::fs::canonicalize(path).is_ok_and(|p| p == std::path::Path::new("/"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -258,5 +289,43 @@ mod tests {
         c.home = Some("/home/u/../root".into());
         let t = Template::parse_path("${HOME}/.cargo").unwrap();
         assert!(matches!(t.expand_path(&c), Err(ExpandError::ParentDir(_))));
+    }
+
+    #[test]
+    fn cwd_or_home_at_the_root_directory_is_refused() {
+        let t = Template::parse_path("${CWD}/x").unwrap();
+        for root in ["/", "//", "/.", "/./"] {
+            let mut c = ctx();
+            c.cwd = root.into();
+            assert!(
+                matches!(
+                    t.expand_path(&c),
+                    Err(ExpandError::RootDir { var: "CWD", .. })
+                ),
+                "{root}"
+            );
+        }
+        let link = std::env::temp_dir().join(format!("guard-root-link-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let mut c = ctx();
+        c.home = Some(link.clone());
+        let home = Template::parse_path("${HOME}").unwrap();
+        let refused = home.expand_path(&c);
+        std::fs::remove_file(&link).unwrap();
+        assert!(matches!(
+            refused,
+            Err(ExpandError::RootDir { var: "HOME", .. })
+        ));
+        // TMPDIR=/ is odd but grants nothing beyond what a profile names; only CWD and HOME
+        // stand for "this project" / "this user".
+        let mut c = ctx();
+        c.tmpdir = "/".into();
+        assert!(
+            Template::parse_path("${TMPDIR}")
+                .unwrap()
+                .expand(&c)
+                .is_ok()
+        );
     }
 }

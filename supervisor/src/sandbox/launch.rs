@@ -164,6 +164,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
 
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
+    // Held (with the sentinel, which inherits it) while supervised: the orphan sweep asks this
+    // lock, which every PID namespace sees, not the pid in the id (sandbox/liveness.rs).
+    let _supervised = super::liveness::hold(cgroup.cgroup2_path()).ok();
 
     // 5. A sentinel outside the cgroup ends the sandbox if guard itself is killed. From here on,
     //    a failed start is undone by `start` when it is dropped (one place, see `teardown`).

@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod landlock;
 mod landlock_denials;
 pub mod launch;
+pub mod liveness;
 mod monitor;
 pub mod mounts;
 mod probe_events;

@@ -7,6 +7,10 @@
 //! writes [`DISMISS`]; end-of-file without it means guard died, and the sentinel kills every
 //! process of the sandbox and removes its cgroups.
 //!
+//! It also removes the sandbox's entries from the shared eBPF maps (with those of any other
+//! sandbox whose cgroup is gone): only the supervisor knew them, and left behind they would
+//! fill the maps until every sandbox start fails.
+//!
 //! The tool cannot signal the sentinel: it has no capabilities, and Landlock scoping (ABI 6)
 //! confines its signals to its own sandbox.
 
@@ -89,7 +93,10 @@ fn watch(read_end: OwnedFd, sandbox_id: &str, cgroup: &dyn CgroupManager) -> ! {
             "guard: the supervisor of sandbox {sandbox_id} ended without releasing it; killing the sandbox"
         );
         let _ = cgroup.kill_all();
-        let _ = cgroup.remove();
+        if cgroup.remove().is_ok() {
+            // Entries are keyed by cgroup id: with the cgroup gone they are dead ones.
+            let _ = crate::ebpf::stale::forget_dead_if_pinned();
+        }
     }
     // SAFETY: _exit skips destructors and atexit handlers that belong to guard's process image.
     unsafe { libc::_exit(0) }
