@@ -12,7 +12,9 @@ use crate::sandbox::launch::error_chain;
 const PROGRAM_PREFIX: &str = "guard_";
 
 pub fn run() -> ExitCode {
-    match unload() {
+    let sandboxes = || crate::sandbox::cgroup::list_sandboxes().map_err(|e| error_chain(&e));
+    let live = || crate::sandbox::cgroup::live_sandbox_ids().map_err(|e| error_chain(&e));
+    match unload(&sandboxes, &live) {
         Ok(unloaded) => {
             for dir in &unloaded.removed {
                 println!("removed {}", dir.display());

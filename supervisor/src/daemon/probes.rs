@@ -29,7 +29,8 @@ pub enum HoldError {
 pub fn hold() -> Result<(HeldProbes, usize), HoldError> {
     let users = UsersLock::shared()?;
     let mut probes = Probes::open_or_load(&cgroup::guard_cgroup2_dir()?)?;
-    let dead = probes.forget_dead_sandboxes()?;
+    let live = || cgroup::live_sandbox_ids().map_err(|e| e.to_string());
+    let dead = probes.forget_dead_sandboxes(&live)?;
     Ok((
         HeldProbes {
             probes,

@@ -48,6 +48,7 @@ impl RegisteredSandbox {
         mut probes: Probes,
         cgroup_id: u64,
         entries: SandboxEntries,
+        live: super::stale::LiveCgroups<'_>,
     ) -> Result<Self, EbpfError> {
         let (slot, ring) = ring_pool::claim(&mut probes, cgroup_id)?;
         let policy = SandboxPolicy {
@@ -58,7 +59,9 @@ impl RegisteredSandbox {
         // both killed: those are removed and the write tried once more before giving up.
         let mut written = write_entries(&mut probes, cgroup_id, &entries, &policy);
         if matches!(written, Err(EbpfError::MapFull { .. }))
-            && probes.forget_dead_sandboxes().is_ok_and(|dead| dead > 0)
+            && probes
+                .forget_dead_sandboxes(live)
+                .is_ok_and(|dead| dead > 0)
         {
             written = write_entries(&mut probes, cgroup_id, &entries, &policy);
         }

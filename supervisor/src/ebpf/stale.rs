@@ -18,25 +18,28 @@ use std::collections::BTreeSet;
 use aya::maps::MapError;
 
 use super::{EbpfError, Probes};
-use crate::sandbox::cgroup::{self, CgroupError};
 
 /// Why dead sandboxes' entries could not be swept.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("listing the live sandbox cgroups")]
-    Cgroup(#[from] CgroupError),
+    #[error("listing the live sandbox cgroups: {0}")]
+    Cgroup(String),
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
 }
+
+/// The cgroup ids of the sandboxes that exist now, as the caller finds them (the cgroup tree is
+/// the sandbox layer's business; the probes only compare ids).
+pub type LiveCgroups<'a> = &'a dyn Fn() -> Result<BTreeSet<u64>, String>;
 
 impl Probes {
     /// Removes the entries of every cgroup that has entries in the maps but no longer exists;
     /// returns how many such cgroups there were. Only dead cgroups are touched, so this is safe
     /// whoever else (another daemon, another checkout's guard) uses the same probes.
-    pub fn forget_dead_sandboxes(&mut self) -> Result<usize, SweepError> {
+    pub fn forget_dead_sandboxes(&mut self, live: LiveCgroups<'_>) -> Result<usize, SweepError> {
         // Ids first, live cgroups second (see the module documentation).
         let with_entries = self.sandbox_ids();
-        let live = cgroup::live_sandbox_ids()?;
+        let live = live().map_err(SweepError::Cgroup)?;
         let dead: BTreeSet<u64> = with_entries.difference(&live).copied().collect();
         self.forget_sandboxes(&dead)?;
         Ok(dead.len())
@@ -119,14 +122,13 @@ impl Probes {
 /// Removes the entries of dead sandboxes from the probes of this build, if they are pinned
 /// (never loads them). What the sentinel of a killed `guard exec` calls once its sandbox's
 /// cgroup is gone.
-pub fn forget_dead_if_pinned() -> Result<usize, SweepError> {
-    let guard_cgroup = cgroup::guard_cgroup2_dir()?;
-    let dir = super::pins::pin_dir(
-        super::loader::OBJECT_STAMP,
-        super::cgroup_id(&guard_cgroup)?,
-    );
+pub fn forget_dead_if_pinned(
+    guard_cgroup: &std::path::Path,
+    live: LiveCgroups<'_>,
+) -> Result<usize, SweepError> {
+    let dir = super::pins::pin_dir(super::loader::OBJECT_STAMP, super::cgroup_id(guard_cgroup)?);
     match Probes::open(&dir, super::Start::Warm) {
-        Ok(mut probes) => probes.forget_dead_sandboxes(),
+        Ok(mut probes) => probes.forget_dead_sandboxes(live),
         Err(_) => Ok(0),
     }
 }

@@ -34,8 +34,8 @@ pub enum UnloadError {
         count
     )]
     LiveEntries { dir: PathBuf, count: usize },
-    #[error("cannot tell whether sandboxes exist")]
-    Cgroups(#[source] crate::sandbox::cgroup::CgroupError),
+    #[error("cannot tell whether sandboxes exist: {0}")]
+    Cgroups(String),
     #[error(transparent)]
     Sweep(#[from] super::stale::SweepError),
     #[error(transparent)]
@@ -49,12 +49,17 @@ pub enum UnloadError {
 }
 
 /// Removes all of guard's pins, unless the probes are in use.
-pub fn unload() -> Result<Unloaded, UnloadError> {
+/// `sandboxes` lists the sandbox cgroups that exist (by name) and `live` their ids, as the
+/// caller finds them in the cgroup tree.
+pub fn unload(
+    sandboxes: &dyn Fn() -> Result<std::collections::BTreeSet<String>, String>,
+    live: super::stale::LiveCgroups<'_>,
+) -> Result<Unloaded, UnloadError> {
     let _load = LoadLock::acquire()?;
     let Some(_users) = UsersLock::try_exclusive()? else {
         return Err(UnloadError::InUse);
     };
-    let sandboxes = crate::sandbox::cgroup::list_sandboxes().map_err(UnloadError::Cgroups)?;
+    let sandboxes = sandboxes().map_err(UnloadError::Cgroups)?;
     if !sandboxes.is_empty() {
         return Err(UnloadError::SandboxCgroups(sandboxes.into_iter().collect()));
     }
@@ -62,7 +67,7 @@ pub fn unload() -> Result<Unloaded, UnloadError> {
         // Pins of another build may not open as this build's maps: those are judged by the
         // cgroups above alone.
         if let Ok(mut probes) = super::Probes::open(&dir, super::Start::Warm) {
-            probes.forget_dead_sandboxes()?;
+            probes.forget_dead_sandboxes(live)?;
             let count = probes.sandbox_ids().len();
             if count > 0 {
                 return Err(UnloadError::LiveEntries { dir, count });

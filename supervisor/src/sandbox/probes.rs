@@ -86,6 +86,7 @@ pub fn attach(plan: &Plan, cgroup: &dyn CgroupManager) -> Result<AttachedProbes,
             exec,
             scripts,
         },
+        &|| super::cgroup::live_sandbox_ids().map_err(|e| e.to_string()),
     )?;
     Ok(AttachedProbes {
         sandbox,

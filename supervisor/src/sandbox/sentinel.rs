@@ -95,7 +95,10 @@ fn watch(read_end: OwnedFd, sandbox_id: &str, cgroup: &dyn CgroupManager) -> ! {
         let _ = cgroup.kill_all();
         if cgroup.remove().is_ok() {
             // Entries are keyed by cgroup id: with the cgroup gone they are dead ones.
-            let _ = crate::ebpf::stale::forget_dead_if_pinned();
+            if let Ok(guard_cgroup) = super::cgroup::guard_cgroup2_dir() {
+                let live = || super::cgroup::live_sandbox_ids().map_err(|e| e.to_string());
+                let _ = crate::ebpf::stale::forget_dead_if_pinned(&guard_cgroup, &live);
+            }
         }
     }
     // SAFETY: _exit skips destructors and atexit handlers that belong to guard's process image.
