@@ -221,16 +221,19 @@ fn a_log_on_a_full_disk_means_the_command_never_runs() {
     let dir = TempDir::new("evidence-full");
     let p = profile(&dir);
     let mnt = dir.mkdir("small");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "guard-e2e-full"])
-        .arg(&mnt)
-        .status()
-        .expect("mount");
-    assert!(mounted.success(), "cannot mount a tmpfs");
+    // mount(2) directly: the VM's userland has no mount(8).
+    nix::mount::mount(
+        Some("guard-e2e-full"),
+        &mnt,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64k"),
+    )
+    .expect("mounting a small tmpfs");
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = nix::mount::umount(&self.0);
         }
     }
     let _unmount = Unmount(mnt.clone());
