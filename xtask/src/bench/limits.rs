@@ -22,11 +22,6 @@ pub const RUNS: usize = 8;
 pub const COLD_RUNS: usize = 3;
 /// Grace periods waited for in the RCU measurement.
 const GRACE_PERIODS: u64 = 20;
-/// The size of each sandbox's ring buffer (`guard_common::names::EVENT_RING_BYTES`).
-pub const RING_BYTES: u32 = 1 << 20;
-/// One exec record in the ring: `guard_common::event::ExecEvent` (864 bytes, asserted there)
-/// plus the ring buffer's 8-byte record header.
-pub const EXEC_RECORD_BYTES: u32 = 864 + 8;
 
 /// How many of the most expensive calls the report lists.
 const TOP: usize = 10;
