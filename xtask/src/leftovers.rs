@@ -14,6 +14,53 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
+/// Another guard's sandbox for the suite to run beside: a copy of the debug binary (so not the
+/// one the tests run) confining `sleep`, ended by pid when dropped. The suite must neither touch
+/// it nor depend on being alone; the clean step then judges only what the suite created.
+pub struct Neighbour {
+    child: Option<std::process::Child>,
+}
+
+impl Neighbour {
+    pub fn start() -> Self {
+        let built = cmd::run(Command::new("cargo").args(["build", "--locked", "--bin", "guard"]));
+        let copy = Path::new("target/neighbour-guard");
+        let child = built
+            .ok()
+            .and_then(|()| std::fs::copy("target/debug/guard", copy).ok())
+            .and_then(|_| {
+                Command::new(copy)
+                    .args(["exec", "--profile", "minimal", "--", "sleep", "3600"])
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .ok()
+            });
+        match &child {
+            Some(c) => eprintln!(
+                "xtask: a neighbour guard sandbox runs beside the suite (pid {})",
+                c.id()
+            ),
+            None => eprintln!(
+                "xtask: warning: could not start the neighbour guard; the suite runs alone"
+            ),
+        }
+        Neighbour { child }
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM to the guard we started: it ends its sandbox and exits.
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on the pid of our own child process.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
 /// What of guard's existed before the suite ran.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -77,7 +124,7 @@ pub fn check(before: &Snapshot) -> anyhow::Result<()> {
         let names: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
         bail!("left behind by the suite: {}", names.join(", "));
     }
-    eprintln!("nothing of guard is left: no pins, no programs, no sandbox cgroups");
+    eprintln!("nothing the suite created is left: no pins, no sandbox cgroups of its own");
     Ok(())
 }
 
