@@ -307,3 +307,70 @@ fn audit_mode_records_the_file_access_enforce_mode_would_refuse() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn a_write_refused_by_the_read_only_tree_is_recorded_with_the_key() {
+    require_root!();
+    let outside = TempDir::new("denials-erofs-target");
+    let target = outside.path().join("planted");
+    let work = TempDir::new("denials-erofs-work");
+    let inside = work.path().join("ok");
+    // Bare, the write works.
+    std::fs::write(&target, "x").expect("bare write");
+    std::fs::remove_file(&target).expect("cleanup");
+    let dir = TempDir::new("denials-erofs");
+    let p = profile(
+        &dir,
+        // Lands inside the profile's [filesystem] table.
+        &format!("write = [\"{}\"]", work.path().display()),
+    );
+    let logs = TempDir::new("denials-erofs-log");
+    let log = logs.path().join("audit.jsonl");
+    let script = format!(
+        "echo x > {}; echo y > {}; true",
+        target.display(),
+        inside.display()
+    );
+    let run = guard(&[
+        "exec",
+        "--profile",
+        &p,
+        "--audit-log",
+        &log.to_string_lossy(),
+        "--",
+        "/usr/bin/bash",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(
+        !target.exists(),
+        "the write outside the write paths happened"
+    );
+    assert!(
+        inside.exists(),
+        "the write inside the write path was refused"
+    );
+    let records = records(&log);
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["verdict"] == "deny" && r["rule"] == "filesystem.write")
+        .filter(|r| r["detail"]["path"] == target.to_string_lossy().as_ref())
+        .collect();
+    assert_eq!(refused.len(), 1, "{records:#?}");
+    assert_eq!(refused[0]["exe"], "/usr/bin/bash");
+    // The allowed write is not a violation.
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["detail"]["path"] == inside.to_string_lossy().as_ref()),
+        "{records:#?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "write {} (rule filesystem.write, read-only file tree)",
+            target.display()
+        )),
+        "{run}"
+    );
+}

@@ -246,7 +246,7 @@ fn files_section(
     match enforcement::evidence(Part::Files, host) {
         enforcement::Evidence::Recorded(_) => say!(
             o,
-            "  evidence: each file denial by Landlock is an audit record (guard turns the kernel's auditing on while its sandboxes run); writes refused by the read-only tree (EROFS) happen before Landlock and are not recorded"
+            "  evidence: each file denial by Landlock is an audit record (guard turns the kernel's auditing on while its sandboxes run); writes outside the write paths, which the read-only tree refuses (EROFS) before Landlock is asked, are recorded by guard from the parked call; refused metadata changes (chmod, chown, utimensat) are not"
         ),
         enforcement::Evidence::NotObservable(why) => say!(
             o,

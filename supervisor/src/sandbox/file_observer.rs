@@ -193,6 +193,36 @@ pub fn watched() -> impl Iterator<Item = &'static str> {
     WATCHED.iter().map(|(name, _)| *name)
 }
 
+/// For `open`/`openat`: the argument holding the flags, so enforce mode parks only opens that
+/// write.
+pub fn open_flags_arg(syscall: &str) -> Option<u32> {
+    match WATCHED.iter().find(|(name, _)| *name == syscall)?.1 {
+        Shape::Path { flags, .. } | Shape::At { flags, .. } => {
+            flags.and_then(|i| u32::try_from(i).ok())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the syscall never writes by itself (exec, or openat2 whose flags are in memory):
+/// enforce mode does not park it.
+pub fn reads_only(syscall: &str) -> bool {
+    matches!(
+        WATCHED
+            .iter()
+            .find(|(name, _)| *name == syscall)
+            .map(|w| w.1),
+        Some(Shape::Exec { .. } | Shape::At { flags: None, .. })
+    )
+}
+
+/// Paths whose writes the read-only tree does not decide (device nodes, and /proc's links to
+/// open files, which lead elsewhere): Landlock reports those itself where it can, and guard does
+/// not guess.
+pub fn decided_elsewhere(path: &Path) -> bool {
+    path.starts_with("/dev") || path.starts_with("/proc") || path.starts_with("/sys")
+}
+
 /// The file and access of a parked `syscall` of `pid`, when it is one audit mode watches.
 pub fn observe(pid: u32, syscall: &str, args: &[u64; 6]) -> Option<(PathBuf, FileAccess)> {
     let (_, shape) = WATCHED.iter().find(|(name, _)| *name == syscall)?;

@@ -368,7 +368,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let feed = probes
         .as_mut()
         .map(|p| ProbeFeed::new(&mut p.sandbox, &exe));
-    let file_rules = (!enforce).then(|| plan.landlock.clone());
+    let file_rules = Some(plan.landlock.clone());
     let mut monitor = Monitor::new(
         cgroup.as_ref(),
         &mut audit,

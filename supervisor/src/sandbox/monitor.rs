@@ -315,43 +315,64 @@ impl<'a> Monitor<'a> {
         let Some(rules) = &self.file_rules else {
             return;
         };
-        if rules.allows(path, access) {
+        let enforcing = denial.answer == Answer::Deny;
+        if rules.allows(path, access)
+            || (enforcing && super::file_observer::decided_elsewhere(path))
+        {
             return;
         }
+        let verdict = if enforcing {
+            Verdict::Deny
+        } else {
+            Verdict::Audit
+        };
         let key = FoldKey {
             event: AuditEvent::Violation,
-            verdict: Verdict::Audit,
+            verdict,
             rule: Some(access.key().to_owned()),
             enforcer: Enforcer::Landlock,
             what: format!("{} {} {}", denial.exe, access.key(), path.display()),
         };
         let pid = i32::try_from(denial.pid).unwrap_or(0);
         let detail = || {
-            serde_json::json!({
-                "op": "file",
-                "path": path,
-                "access": access.key().trim_start_matches("filesystem."),
-                "syscall": denial.name,
-            })
-        };
-        if !self.admit(key, pid, &denial.exe, detail) {
-            return;
-        }
-        let written = self.audit.record_deferred(
-            AuditEvent::Violation,
-            i32::try_from(denial.pid).unwrap_or(0),
-            &denial.exe,
-            Verdict::Audit,
-            Some(access.key()),
-            Enforcer::Landlock,
-            || {
+            if enforcing {
+                // The read-only file tree refused it (EROFS) before Landlock was asked.
+                serde_json::json!({
+                    "op": "file",
+                    "path": path,
+                    "access": access.key().trim_start_matches("filesystem."),
+                    "syscall": denial.name,
+                    "refused_by": "the read-only file tree (EROFS)",
+                })
+            } else {
                 serde_json::json!({
                     "op": "file",
                     "path": path,
                     "access": access.key().trim_start_matches("filesystem."),
                     "syscall": denial.name,
                 })
-            },
+            }
+        };
+        if !self.admit(key, pid, &denial.exe, detail) {
+            return;
+        }
+        if enforcing {
+            self.say(&format!(
+                "guard: denied {} {}: write {} (rule {}, read-only file tree)\n",
+                denial.pid,
+                denial.exe,
+                path.display(),
+                access.key()
+            ));
+        }
+        let written = self.audit.record_deferred(
+            AuditEvent::Violation,
+            pid,
+            &denial.exe,
+            verdict,
+            Some(access.key()),
+            Enforcer::Landlock,
+            detail,
         );
         if let Err(err) = written {
             fail_closed(self.cgroup, &err);

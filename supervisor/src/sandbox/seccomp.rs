@@ -249,7 +249,10 @@ pub fn compile_for(
 
     // Audit mode with guard answering: the file syscalls are parked too, so the accesses the
     // (unapplied) Landlock rules would refuse can be recorded (see `file_observer`).
-    if notify && plan.audit {
+    // In enforce mode only the calls that would write are parked: a write outside the write
+    // paths is refused by the read-only file tree (EROFS) before Landlock is asked, and the
+    // kernel reports EROFS to no one, so guard records it from here (see `file_observer`).
+    if notify {
         for name in super::file_observer::watched() {
             if covered(name) {
                 continue;
@@ -257,12 +260,32 @@ pub fn compile_for(
             let Some(syscall) = resolve(name)? else {
                 continue;
             };
-            filter
-                .add_rule(ScmpAction::Notify, syscall)
-                .map_err(|source| SeccompError::AddRule {
-                    syscall: name,
-                    source,
-                })?;
+            let write_flags = super::file_observer::open_flags_arg(name).filter(|_| !plan.audit);
+            let added = match write_flags {
+                // open/openat: only with a flag that writes, each flag its own rule (ORed).
+                Some(arg) => [libc::O_WRONLY, libc::O_RDWR, libc::O_CREAT, libc::O_TRUNC]
+                    .into_iter()
+                    .try_for_each(|flag| {
+                        let flag = u64::try_from(flag).unwrap_or(0);
+                        filter
+                            .add_rule_conditional(
+                                ScmpAction::Notify,
+                                syscall,
+                                &[ScmpArgCompare::new(
+                                    arg,
+                                    ScmpCompareOp::MaskedEqual(flag),
+                                    flag,
+                                )],
+                            )
+                            .map(|_| ())
+                    }),
+                None if !plan.audit && super::file_observer::reads_only(name) => Ok(()),
+                None => filter.add_rule(ScmpAction::Notify, syscall).map(|_| ()),
+            };
+            added.map_err(|source| SeccompError::AddRule {
+                syscall: name,
+                source,
+            })?;
         }
     }
 

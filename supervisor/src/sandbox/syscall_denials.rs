@@ -127,19 +127,17 @@ impl SyscallListener {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "?".to_owned());
         let name = syscall_name(notif.data.nr);
-        let file = match self.answer {
-            Answer::Continue => super::file_observer::observe(notif.pid, &name, &notif.data.args),
-            Answer::Deny => None,
-        };
+        // A watched file syscall is recorded, never refused here: the kernel decides it.
+        let file = super::file_observer::observe(notif.pid, &name, &notif.data.args);
         let mut resp = libc::seccomp_notif_resp {
             id: notif.id,
             val: 0,
             error: 0,
             flags: 0,
         };
-        match self.answer {
-            Answer::Deny => resp.error = -libc::EPERM,
-            Answer::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        match (self.answer, &file) {
+            (Answer::Deny, None) => resp.error = -libc::EPERM,
+            _ => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
         }
         // SAFETY: SEND reads one seccomp_notif_resp from the buffer we pass.
         let sent = unsafe {
