@@ -290,6 +290,20 @@ fn scoping(plan: &Plan, host: &HostView) -> PartEnforcement {
     if abi >= landlock_abi::SCOPE {
         return PartEnforcement::enforced(Part::Scoping, vec![Layer::Landlock { abi }]);
     }
+    if plan.ebpf.unix.is_empty() {
+        // Below ABI 6: guard decides each signal from its target's cgroup (parked by seccomp),
+        // and without unix socket paths no AF_UNIX socket can be created at all, abstract or not.
+        return PartEnforcement {
+            part: Part::Scoping,
+            status: Status::Enforced {
+                by: vec![Layer::Seccomp, Layer::Supervisor],
+                note: Some(Loss::Landlock {
+                    needs: landlock_abi::SCOPE,
+                    has: abi,
+                }),
+            },
+        };
+    }
     missing(
         Part::Scoping,
         vec![],

@@ -152,7 +152,10 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         }
     };
     // Denied syscalls are parked for the supervisor, which answers and records them.
-    let filter = seccomp::compile_for(&seccomp_plan, seccomp::Recording::Supervisor)?;
+    // Below Landlock ABI 6 guard itself keeps signals inside the sandbox (see `signal_scope`).
+    let scope_signals = enforce && landlock_abi < enforcement::landlock_abi::SCOPE;
+    let filter =
+        seccomp::compile_for(&seccomp_plan, seccomp::Recording::Supervisor, scope_signals)?;
 
     // 3. The audit log before the sandbox exists: if evidence cannot be written, nothing runs.
     let mut audit = AuditLog::open(
@@ -337,6 +340,10 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         Answer::Continue
     };
     let (failure, listener, early_denials) = wait_for_exec(report_read, listener_socket, answer);
+    let listener = match (listener, scope_signals) {
+        (Some(l), true) => own_cgroup(child).map(|cg| l.scope_signals(cg)),
+        (l, _) => l,
+    };
     if let Some(failure) = failure {
         return Err(refused_command(&mut audit, child, &exe, failure));
     }
@@ -537,6 +544,15 @@ fn refused_command(
         path: exe.to_owned(),
         errno: failure.errno,
     }
+}
+
+/// The cgroup2 path (as /proc/<pid>/cgroup names it) of the sandbox's first process. `None`
+/// drops the listener, and with it every parked call fails (ENOSYS): failing closed.
+fn own_cgroup(child: Pid) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{child}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(PathBuf::from)
 }
 
 /// `LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` (ABI 7): log denials after the next exec too.

@@ -22,6 +22,7 @@ pub mod protected;
 pub mod rule_paths;
 pub mod seccomp;
 mod sentinel;
+mod signal_scope;
 pub mod supervise;
 mod syscall_denials;
 mod teardown;

@@ -270,10 +270,15 @@ impl<'a> Monitor<'a> {
                     "args": denial.args,
                 })
             };
+            let rule = if denial.signal {
+                "(scoping)"
+            } else {
+                "syscalls.deny"
+            };
             let key = FoldKey {
                 event: AuditEvent::Violation,
                 verdict,
-                rule: Some("syscalls.deny".into()),
+                rule: Some(rule.into()),
                 enforcer: Enforcer::Seccomp,
                 what: format!("{exe} {}", denial.name),
             };
@@ -282,7 +287,7 @@ impl<'a> Monitor<'a> {
             }
             if verdict == Verdict::Deny {
                 self.say(&format!(
-                    "guard: denied {} {exe}: syscall {} (rule syscalls.deny, seccomp)\n",
+                    "guard: denied {} {exe}: syscall {} (rule {rule}, seccomp)\n",
                     denial.pid, denial.name
                 ));
             }
@@ -291,7 +296,7 @@ impl<'a> Monitor<'a> {
                 pid,
                 exe,
                 verdict,
-                Some("syscalls.deny"),
+                Some(rule),
                 Enforcer::Seccomp,
                 detail,
             );

@@ -147,13 +147,25 @@ pub enum SeccompError {
 /// # Errors
 /// See [`SeccompError`]; each variant names the step that failed.
 pub fn compile(plan: &SeccompPlan) -> Result<CompiledSeccomp, SeccompError> {
-    compile_for(plan, Recording::Kernel)
+    compile_for(plan, Recording::Kernel, false)
 }
+
+/// The syscalls that send a signal to another process or thread: parked for guard when Landlock
+/// cannot scope signals (ABI < 6), which lets through only those aimed inside the sandbox.
+pub const SIGNAL_SYSCALLS: [&str; 6] = [
+    "kill",
+    "tkill",
+    "tgkill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "pidfd_send_signal",
+];
 
 /// [`compile`], with denials seen by `recording`.
 pub fn compile_for(
     plan: &SeccompPlan,
     recording: Recording,
+    scope_signals: bool,
 ) -> Result<CompiledSeccomp, SeccompError> {
     let deny = seccomp_groups::expand(&plan.deny).map_err(SeccompError::ExpandGroups)?;
     let baseline = seccomp_groups::expand(&plan.baseline).map_err(SeccompError::ExpandGroups)?;
@@ -286,6 +298,25 @@ pub fn compile_for(
                 syscall: name,
                 source,
             })?;
+        }
+    }
+
+    // Below Landlock ABI 6 nothing in the kernel keeps signals inside the sandbox: guard
+    // decides each one from the target's cgroup (see `syscall_denials`).
+    if notify && scope_signals && !plan.audit {
+        for name in SIGNAL_SYSCALLS {
+            if covered(name) {
+                continue;
+            }
+            let Some(syscall) = resolve(name)? else {
+                continue;
+            };
+            filter
+                .add_rule(ScmpAction::Notify, syscall)
+                .map_err(|source| SeccompError::AddRule {
+                    syscall: name,
+                    source,
+                })?;
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Denial {
     pub answer: Answer,
     /// The executable of the caller, read while it was parked (`?` if unreadable).
     pub exe: String,
+    /// A signal aimed outside the sandbox, refused because Landlock cannot scope signals here.
+    pub signal: bool,
     /// For a file syscall audit mode watches: the path and the access (see `file_observer`).
     pub file: Option<(std::path::PathBuf, crate::plan::landlock::FileAccess)>,
 }
@@ -45,6 +47,8 @@ pub struct Denial {
 pub struct SyscallListener {
     fd: OwnedFd,
     answer: Answer,
+    /// The sandbox's cgroup2 path, when guard decides signals (Landlock ABI < 6).
+    signal_scope: Option<std::path::PathBuf>,
 }
 
 /// Receives the listener the child sent on `socket`, if it sent one (the socket reads EOF when
@@ -72,7 +76,17 @@ pub fn receive_listener(socket: &OwnedFd) -> Result<Option<OwnedFd>, Errno> {
 
 impl SyscallListener {
     pub fn new(fd: OwnedFd, answer: Answer) -> Self {
-        SyscallListener { fd, answer }
+        SyscallListener {
+            fd,
+            answer,
+            signal_scope: None,
+        }
+    }
+
+    /// Decides the parked signal syscalls: those aimed inside `sandbox` (a cgroup2 path) go on.
+    pub fn scope_signals(mut self, sandbox: std::path::PathBuf) -> Self {
+        self.signal_scope = Some(sandbox);
+        self
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -135,6 +149,23 @@ impl SyscallListener {
             error: 0,
             flags: 0,
         };
+        // A signal aimed inside the sandbox goes on (it was parked only to be looked at).
+        let signal_inside = self.signal_scope.as_deref().is_some_and(|sandbox| {
+            super::signal_scope::target(notif.pid, &name, &notif.data.args)
+                .is_some_and(|t| super::signal_scope::inside(&t, sandbox))
+        });
+        if signal_inside {
+            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+            // SAFETY: SEND reads one seccomp_notif_resp from the buffer we pass.
+            unsafe {
+                libc::ioctl(
+                    self.fd.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_SEND,
+                    &raw mut resp,
+                )
+            };
+            return Ok(None);
+        }
         match (self.answer, &file) {
             (Answer::Deny, None) => resp.error = -libc::EPERM,
             _ => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
@@ -152,6 +183,8 @@ impl SyscallListener {
             return Err(Errno::last());
         }
         let nr = notif.data.nr;
+        let signal = self.signal_scope.is_some()
+            && super::signal_scope::target(notif.pid, &name, &notif.data.args).is_some();
         Ok(Some(Denial {
             pid: notif.pid,
             nr,
@@ -160,6 +193,7 @@ impl SyscallListener {
             answer: self.answer,
             exe,
             file,
+            signal,
         }))
     }
 }
