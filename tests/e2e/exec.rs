@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    COUNT_INTS, TempDir, ctrl_c_on_a_terminal, guard, require_root, write_profile,
+    COUNT_INTS, TempDir, ctrl_c_on_a_terminal, guard, require_root, require_root_any_landlock,
+    write_profile,
 };
 
 /// A profile that can run the shell and coreutils, read `read_dir`, write `write_dir`.
@@ -996,4 +997,40 @@ print("socketpair", b.recv(1).decode())
         listener.accept().is_err(),
         "the listener outside got a connection"
     );
+}
+
+#[test]
+fn signals_stay_inside_the_sandbox_on_every_landlock_abi() {
+    // Not require_root!: below Landlock ABI 6 guard keeps signals in itself, which is the point.
+    require_root_any_landlock!();
+    let dir = TempDir::new("signals");
+    let profile = shell_profile(&dir, Path::new("/usr/lib/python3.11"), &dir.mkdir("w"), "");
+    // A process of the same uid outside the sandbox. Bare, a signal reaches it (kill -0).
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = outsider.id();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Inside: its own child can be signalled, the outsider cannot.
+    let script = format!(
+        "sleep 30 & kill -TERM $! && wait $!; echo own=$?; kill -TERM {pid}; echo outside=$?"
+    );
+    let out = guard(&["exec", "--profile", &profile, "--", "bash", "-c", &script]);
+    assert!(out.stdout.contains("own=143"), "{out}");
+    assert!(out.stdout.contains("outside=1"), "{out}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    // Seen from outside: the outsider is still running.
+    assert!(
+        outsider.try_wait().unwrap().is_none(),
+        "the signal reached the outsider"
+    );
+    let _ = outsider.kill();
+    let _ = outsider.wait();
 }
