@@ -334,3 +334,33 @@ connect = ["127.0.0.1:9"]
     let ok = verify(&log, None);
     assert_eq!(ok.code(), 0, "{ok}");
 }
+
+#[test]
+fn a_write_path_given_as_a_symlink_is_judged_by_its_target() {
+    require_root!();
+    let dir = TempDir::new("evidence-symlinked-write");
+    let work = dir.mkdir("work");
+    let link = dir.path().join("wlink");
+    std::os::unix::fs::symlink(&work, &link).expect("symlink");
+    let cgroups = dir.path().join("cglink");
+    std::os::unix::fs::symlink("/sys/fs/cgroup", &cgroups).expect("symlink");
+    let log = work.join("audit.jsonl");
+    for (write, what) in [
+        (link.clone(), "the audit log of this run"),
+        (cgroups.clone(), "/sys"),
+    ] {
+        let p = write_profile(
+            &dir,
+            "symlinked",
+            &format!(
+                "name = \"symlinked\"\nextends = [\"base\"]\n[filesystem]\nread = [\"/usr\"]\nwrite = [\"{}\"]\nexecute = [\"/usr/bin/true\"]\n",
+                write.display()
+            ),
+        );
+        let run = run_logged(&p, &log, &["/usr/bin/true"]);
+        assert_eq!(run.code(), 125, "{}: {run}", write.display());
+        assert!(run.stderr.contains(what), "{}: {run}", write.display());
+    }
+    // Nothing ran, so the log the sandbox would have reached was never written.
+    assert!(!log.exists());
+}

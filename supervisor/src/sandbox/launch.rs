@@ -375,7 +375,8 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     let feed = probes
         .as_mut()
         .map(|p| ProbeFeed::new(&mut p.sandbox, &exe));
-    let file_rules = Some(plan.landlock.clone());
+    // The write paths as written and as resolved: the tool names files by either.
+    let file_rules = Some(with_resolved_paths(&plan.landlock));
     let mut monitor = Monitor::new(
         cgroup.as_ref(),
         &mut audit,
@@ -544,6 +545,23 @@ fn refused_command(
         path: exe.to_owned(),
         errno: failure.errno,
     }
+}
+
+/// `plan` with each existing rule path's resolved form added (Landlock grants the target of a
+/// symlinked rule path; the tool may name the file through either).
+fn with_resolved_paths(plan: &crate::plan::LandlockPlan) -> crate::plan::LandlockPlan {
+    let mut rules = plan.clone();
+    for rule in &plan.paths {
+        if let Ok(resolved) = std::fs::canonicalize(&rule.path)
+            && resolved != rule.path
+        {
+            rules.paths.push(crate::plan::landlock::PathRule {
+                path: resolved,
+                grant: rule.grant,
+            });
+        }
+    }
+    rules
 }
 
 /// The cgroup2 path (as /proc/<pid>/cgroup names it) of the sandbox's first process. `None`

@@ -85,7 +85,16 @@ pub fn check_write_paths<'a>(
         protected.push((log, "the audit log of this run".into()));
     }
     for path in write_paths {
+        // As written and as the kernel resolves it: Landlock grants the target of a symlink,
+        // so a write path that is a link to /boot (or to the log's directory) is that target.
         if let Some(refusal) = refusal(path, &protected) {
+            return Err(refusal.into());
+        }
+        if let Ok(resolved) = std::fs::canonicalize(path)
+            && resolved != path
+            && let Some(mut refusal) = refusal(&resolved, &protected)
+        {
+            refusal.path = path.to_path_buf();
             return Err(refusal.into());
         }
         if is_block_device(path) {
