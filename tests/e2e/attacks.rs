@@ -428,7 +428,8 @@ fn a_sandboxed_tool_cannot_ask_the_daemon_for_a_wider_profile() {
     fs::remove_file(&escaped).expect("cleanup");
 
     // The narrow profile may write nothing; it may reach unix sockets (accepting that the
-    // paths are not enforced), which is how a tool finds the daemon's socket.
+    // paths are not enforced, and below Landlock ABI 6 that abstract ones are not scoped),
+    // which is how a tool finds the daemon's socket.
     let dir = TempDir::new("daemon-narrow");
     let narrow = write_profile(
         &dir,
@@ -437,7 +438,7 @@ fn a_sandboxed_tool_cannot_ask_the_daemon_for_a_wider_profile() {
             r#"
 name = "narrow"
 extends = ["base"]
-allow_weaker = ["ebpf.unix"]
+allow_weaker = ["ebpf.unix", "landlock.scope"]
 [filesystem]
 read = ["/usr", "/etc", "{bin}", "{daemon}"]
 execute = ["/usr/bin", "/usr/lib", "{bin}"]

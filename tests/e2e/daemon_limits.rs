@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::daemon_support::{Daemon, TestUser, shared_guard, world_dir};
-use crate::support::{Run, TempDir, guard_bin, require_root, write_profile};
+use crate::support::{Run, TempDir, guard_bin, require_peer_pidfd, require_root, write_profile};
 
 /// A profile writing `${CWD}` (what a build tool gets) and reading the system.
 fn cwd_profile(name: &str) -> String {
@@ -131,6 +131,7 @@ fn a_thousand_held_partial_frames_leave_the_daemon_small_and_serving() {
 #[test]
 fn uid_0_without_root_capabilities_is_an_ordinary_user_of_the_daemon() {
     require_root!();
+    require_peer_pidfd!();
     let work = TempDir::new("daemon-capless");
     let daemon = Daemon::start("", &[("e2e-l-cwd", &cwd_profile("e2e-l-cwd"))]);
     let marker = work.path().join("ran");
@@ -376,6 +377,7 @@ fn the_client_gives_up_on_a_daemon_that_never_accepts_and_says_why() {
 #[test]
 fn uid_0_without_root_capabilities_does_not_switch_to_a_profiles_user() {
     require_root!();
+    require_peer_pidfd!();
     let work = TempDir::new("daemon-capless-user");
     let out_dir = crate::daemon_support::world_dir(&work, "w");
     let profile = format!(

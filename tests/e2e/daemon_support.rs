@@ -180,10 +180,26 @@ pub struct Daemon {
     log: PathBuf,
 }
 
+/// On a kernel without `SO_PEERPIDFD`: an `[[allow]]` entry granting root every profile (the
+/// daemon cannot recognise root there); elsewhere nothing.
+pub fn root_allow_without_peer_pidfd() -> &'static str {
+    if crate::support::kernel_has_peer_pidfd() {
+        ""
+    } else {
+        "\n[[allow]]\nusers = [\"root\"]\nprofiles = [\"*\"]\n"
+    }
+}
+
 impl Daemon {
     /// Writes `profiles` (name, TOML) to its profile directory and `allow` (the `[[allow]]`
     /// entries) into its config, then starts it and waits until it serves.
+    ///
+    /// On a kernel without `SO_PEERPIDFD` the daemon cannot recognise root (uid 0 with its
+    /// capabilities) and serves uid 0 only through `[[allow]]`; there an entry granting root
+    /// every profile is added, as an administrator of such a host would configure it, so the
+    /// tests' root client is served. Tests of root's own privileges `require_peer_pidfd!()`.
     pub fn start(allow: &str, profiles: &[(&str, &str)]) -> Self {
+        let root_entry = root_allow_without_peer_pidfd();
         let dir = TempDir::new("daemon");
         {
             use std::os::unix::fs::PermissionsExt;
@@ -199,7 +215,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "socket = \"{}\"\nsocket_mode = \"0666\"\naudit_log = \"{}\"\nprofile_path = [\"{}\"]\n{allow}",
+                "socket = \"{}\"\nsocket_mode = \"0666\"\naudit_log = \"{}\"\nprofile_path = [\"{}\"]\n{allow}{root_entry}",
                 socket.display(),
                 audit_log.display(),
                 profile_dir.display()

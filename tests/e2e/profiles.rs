@@ -326,3 +326,38 @@ fn build_cannot_write_outside_the_workdir_and_temp_dirs() {
     assert!(denied(&out.stderr), "{out}");
     assert!(!file.exists(), "build wrote {}: {out}", file.display());
 }
+
+#[test]
+fn the_readmes_first_command_reads_passwd_and_the_write_is_refused() {
+    require_root!();
+    // The README's first command, run on every kernel the suite runs on (the host's, and the
+    // VMs' 6.12 and 6.1). Its target gets this run's name so parallel runs cannot collide; the
+    // write is not tried bare (root can write /etc, and the test must not touch the host).
+    let target = format!("/etc/guard-demo-{}", std::process::id());
+    let script = format!("head -n1 /etc/passwd; echo pwned > {target}");
+    let out = guard(&[
+        "exec",
+        "--profile",
+        "shell-readonly",
+        "--",
+        "bash",
+        "-c",
+        &script,
+    ]);
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let first = passwd.lines().next().expect("/etc/passwd has a line");
+    assert_eq!(out.stdout.trim_end(), first, "{out}");
+    assert_eq!(
+        out.code(),
+        1,
+        "bash's status after the refused write: {out}"
+    );
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("guard: denied") && l.contains(&target)),
+        "no denial line names {target}: {out}"
+    );
+    assert!(!Path::new(&target).exists(), "the sandbox wrote {target}");
+}

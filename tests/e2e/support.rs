@@ -199,31 +199,29 @@ pub fn landlock_abi() -> u32 {
     u32::try_from(abi).unwrap_or(0)
 }
 
-/// The Landlock ABI the test profiles need as written: TCP port rules (ABI 4) and scoping of
-/// signals and abstract unix sockets (ABI 6). Below it guard refuses them with 125, as it must
-/// (`vm::landlock_gaps_are_refused_unless_the_profile_accepts_them` tests exactly that).
-pub const PROFILES_LANDLOCK_ABI: u32 = 6;
-
 /// Why a test cannot run `guard exec` here at all: it is not root.
 pub const NOT_ROOT: &str = "needs root (guard exec creates cgroups and drops capabilities)";
 
-/// Why `guard exec` of the test profiles cannot run here, if it cannot.
+/// Why `guard exec` of the test profiles cannot run here, if it cannot: not root, or no
+/// Landlock at all (Linux < 5.13, or Landlock not enabled), where no other layer confines file
+/// access and guard refuses every profile with 125 (`vm::a_kernel_without_landlock_is_refused`).
+/// Every other gap of an older kernel is covered by another layer, so the tests run there too.
 pub fn exec_skip_reason() -> Option<String> {
     if !is_root() {
         return Some(NOT_ROOT.into());
     }
-    let abi = landlock_abi();
-    if abi < PROFILES_LANDLOCK_ABI {
-        return Some(format!(
-            "Landlock ABI {abi} < {PROFILES_LANDLOCK_ABI}: guard refuses the test profiles with \
-             125 (no TCP port rules or scoping), which vm::landlock_gaps_* tests"
-        ));
+    if landlock_abi() == 0 {
+        return Some(
+            "no Landlock on this kernel: guard refuses every profile with 125 (no other layer \
+             confines file access)"
+                .into(),
+        );
     }
     None
 }
 
 /// Skips a test that runs `guard exec` where it cannot run, saying why (never silently): not
-/// root, or a kernel whose Landlock is too old for the test profiles (the 6.1 VM).
+/// root, or a kernel without Landlock.
 macro_rules! require_root {
     () => {
         if let Some(reason) = $crate::support::exec_skip_reason() {
@@ -234,17 +232,48 @@ macro_rules! require_root {
 }
 pub(crate) use require_root;
 
-/// Skips a test when not root, whatever the Landlock ABI: for tests whose profiles accept
-/// running without Landlock's TCP port rules and scoping, so they run on old kernels too.
-macro_rules! require_root_any_landlock {
+/// Whether this kernel has `SO_PEERPIDFD` (Linux 6.5), which the daemon needs to tell root
+/// (uid 0 with root's capabilities) from a capless uid 0. Without it the daemon serves uid 0
+/// only through an `[[allow]]` entry, like any user.
+pub fn kernel_has_peer_pidfd() -> bool {
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `fd`, a c_int.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&a),
+            libc::SOL_SOCKET,
+            77, // SO_PEERPIDFD
+            (&raw mut fd).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && fd >= 0 {
+        // SAFETY: the kernel returned a new descriptor that nothing else owns.
+        unsafe { libc::close(fd) };
+        return true;
+    }
+    false
+}
+
+/// Why a daemon test about root's capabilities cannot run here: without `SO_PEERPIDFD` the
+/// daemon cannot read a caller's capabilities without a pid-reuse race, so it never treats
+/// uid 0 as root (it refuses instead; `[[allow]]` entries still serve uid 0 as a user).
+pub const NO_PEER_PIDFD: &str = "no SO_PEERPIDFD (Linux 6.5): the daemon cannot pin a caller to \
+     read its capabilities, so it never treats uid 0 as root here (it refuses; uid 0 needs an \
+     [[allow]] entry)";
+
+/// Skips a daemon test that needs root callers to be recognised as root, saying why.
+macro_rules! require_peer_pidfd {
     () => {
-        if !$crate::support::is_root() {
-            eprintln!("skipping: {}", $crate::support::NOT_ROOT);
+        if !$crate::support::kernel_has_peer_pidfd() {
+            eprintln!("skipping: {}", $crate::support::NO_PEER_PIDFD);
             return;
         }
     };
 }
-pub(crate) use require_root_any_landlock;
+pub(crate) use require_peer_pidfd;
 
 /// True inside the VM that `cargo xtask vm-test` boots: its init sets `GUARD_VM=1`.
 pub fn in_vm() -> bool {

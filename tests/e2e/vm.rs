@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::support::{
     Run, TempDir, guard, landlock_abi, require_bpf_lsm, require_pure_cgroup2, require_root,
-    require_root_any_landlock, require_vm, write_profile,
+    require_vm, write_profile,
 };
 
 /// The value of the doctor line starting with `key`.
@@ -168,7 +168,7 @@ fn printed<'a>(stdout: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn cgroup_v2_limits_are_the_v2_files_and_memory_is_oom_killed() {
-    require_root_any_landlock!();
+    require_root!();
     require_pure_cgroup2!();
     let dir = TempDir::new("vm-memory");
     let profile = cgroup_profile(&dir, "memory = \"64MiB\"\npids = 16\ncpu = 0.5\n");
@@ -203,7 +203,7 @@ fn cgroup_v2_limits_are_the_v2_files_and_memory_is_oom_killed() {
 
 #[test]
 fn cgroup_v2_pids_limit_makes_fork_fail_with_eagain() {
-    require_root_any_landlock!();
+    require_root!();
     require_pure_cgroup2!();
     let dir = TempDir::new("vm-pids");
     let profile = cgroup_profile(&dir, "pids = 8\n");
@@ -237,7 +237,7 @@ for pid in kids:
 
 #[test]
 fn cgroup_v2_cpu_limit_throttles_a_busy_loop() {
-    require_root_any_landlock!();
+    require_root!();
     require_pure_cgroup2!();
     let dir = TempDir::new("vm-cpu");
     let profile = cgroup_profile(&dir, "cpu = 0.2\n");
@@ -273,9 +273,9 @@ fn cgroup_v2_cpu_limit_throttles_a_busy_loop() {
     );
 }
 
-/// A profile with no network (so it restricts TCP ports) that accepts the weakenings
+/// A profile with no IP network (so it restricts TCP ports), with `unix` socket paths, accepting
 /// `allow_weaker` besides the eBPF ones every profile needs today.
-fn landlock_profile(dir: &TempDir, name: &str, allow_weaker: &[&str]) -> String {
+fn landlock_profile(dir: &TempDir, name: &str, unix: &[&str], allow_weaker: &[&str]) -> String {
     let mut accepted = vec!["ebpf.network", "ebpf.exec"];
     accepted.extend_from_slice(allow_weaker);
     write_profile(
@@ -290,6 +290,9 @@ allow_weaker = {accepted:?}
 [filesystem]
 read = ["/usr/lib/python3.11"]
 execute = ["/usr/bin", "/bin"]
+
+[network]
+unix = {unix:?}
 
 [process]
 env = {{ keep = ["PATH"] }}
@@ -309,52 +312,33 @@ except OSError as e:
     print('connect', e.strerror)
 "#;
 
+/// Runs [`CONNECT`] under `profile` against `port`.
+fn connect_under(profile: &str, port: &str) -> crate::support::Run {
+    guard(&[
+        "exec",
+        "--profile",
+        profile,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        CONNECT,
+        port,
+    ])
+}
+
 #[test]
-fn landlock_gaps_are_refused_unless_the_profile_accepts_them() {
-    // Not require_root!: that one skips on old Landlock ABIs, which is what this test is about.
-    require_root_any_landlock!();
+fn a_network_free_profile_runs_with_full_protection_on_every_landlock_abi() {
+    require_root!();
     let abi = landlock_abi();
     let dir = TempDir::new("vm-landlock");
-    let strict = landlock_profile(&dir, "strict", &[]);
-    let accepting = landlock_profile(&dir, "accepting", &["landlock.net", "landlock.scope"]);
+    let strict = landlock_profile(&dir, "strict", &[], &[]);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let run = |profile: &str| {
-        guard(&[
-            "exec",
-            "--profile",
-            profile,
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            CONNECT,
-            &port,
-        ])
-    };
-
-    let out = run(&strict);
-    if abi >= 6 {
-        // Everything the profile asks of Landlock is there: it runs, and the connect is denied.
-        assert_eq!(out.code(), 0, "ABI {abi}: {out}");
-        assert!(
-            out.stdout.contains("connect Operation not permitted"),
-            "{out}"
-        );
-    } else {
-        // TCP port rules (ABI 4) or scoping (ABI 6) missing and not accepted: refused before
-        // anything runs, naming what is missing.
-        assert_eq!(out.code(), 125, "ABI {abi}: {out}");
-        assert!(
-            out.stderr.contains("cannot be enforced: Landlock ABI"),
-            "{out}"
-        );
-        assert!(out.stdout.is_empty(), "the command ran: {out}");
-    }
-
-    // Accepting the gaps: it runs on every ABI, and where Landlock cannot restrict TCP ports
-    // the stronger layer for a network-free profile (seccomp's ban on IP sockets) still denies.
-    let out = run(&accepting);
+    // Below ABI 4 the eBPF hooks decide TCP ports (and seccomp bans IP sockets for a profile
+    // without network); below ABI 6 guard keeps signals in the sandbox itself and no AF_UNIX
+    // socket can be made: nothing is missing, so nothing is refused or needs accepting.
+    let out = connect_under(&strict, &port);
     assert_eq!(out.code(), 0, "ABI {abi}: {out}");
     assert!(
         out.stdout.contains("connect Operation not permitted"),
@@ -364,6 +348,35 @@ fn landlock_gaps_are_refused_unless_the_profile_accepts_them() {
         listener.accept().is_err(),
         "the listener outside the sandbox got a connection"
     );
+}
+
+#[test]
+fn scoping_below_landlock_abi_6_is_refused_only_with_unix_paths() {
+    require_root!();
+    let abi = landlock_abi();
+    let dir = TempDir::new("vm-scope");
+    let sock = ["/run/guard-test-absent.sock"];
+    // With unix socket paths the tool may create AF_UNIX sockets, and below ABI 6 nothing keeps
+    // an abstract one from reaching a listener outside: refused, naming the part and the ABI.
+    let unscoped = landlock_profile(&dir, "unscoped", &sock, &["ebpf.unix"]);
+    let accepting = landlock_profile(&dir, "accepting", &sock, &["ebpf.unix", "landlock.scope"]);
+    let run = |profile: &str| guard(&["exec", "--profile", profile, "--", "/usr/bin/true"]);
+    let out = run(&unscoped);
+    if abi >= 6 {
+        assert_eq!(out.code(), 0, "ABI {abi}: {out}");
+    } else {
+        assert_eq!(out.code(), 125, "ABI {abi}: {out}");
+        assert!(
+            out.stderr.contains(&format!(
+                "signals and abstract unix sockets to outside the sandbox cannot be enforced: \
+                 Landlock ABI {abi} < 6 (accept with allow_weaker = [\"landlock.scope\"])"
+            )),
+            "{out}"
+        );
+    }
+    // Accepted by name: it runs on every ABI.
+    let out = run(&accepting);
+    assert_eq!(out.code(), 0, "ABI {abi}: {out}");
 }
 
 #[test]
@@ -425,4 +438,48 @@ env = {{ keep = ["PATH"] }}
     let start: serde_json::Value =
         serde_json::from_str(records.lines().next().expect("a start record")).unwrap();
     assert_eq!(start["detail"]["bpf_lsm"], true, "{records}");
+}
+
+#[test]
+fn a_kernel_without_landlock_is_refused_naming_what_is_missing() {
+    if !crate::support::is_root() {
+        eprintln!("skipping: {}", crate::support::NOT_ROOT);
+        return;
+    }
+    let abi = landlock_abi();
+    if abi > 0 {
+        eprintln!(
+            "skipping: this kernel has Landlock (ABI {abi}); `cargo xtask vm-test --kernel \
+             debian-5.10` boots one without it"
+        );
+        return;
+    }
+    let dir = TempDir::new("vm-nolandlock");
+    let target = dir.path().join("written");
+    // The README's first command: without Landlock no layer confines file access, so guard
+    // refuses before anything runs, naming the part and the missing feature.
+    let out = guard(&[
+        "exec",
+        "--profile",
+        "shell-readonly",
+        "--",
+        "bash",
+        "-c",
+        &format!("head -n1 /etc/passwd; echo pwned > {}", target.display()),
+    ]);
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr
+            .contains("file rules (filesystem) cannot be enforced: Landlock is not available"),
+        "{out}"
+    );
+    assert!(out.stdout.is_empty(), "the command ran: {out}");
+    assert!(!target.exists(), "the command wrote {}", target.display());
+    // doctor says the same before anyone tries.
+    let out = guard(&["doctor"]);
+    assert!(
+        out.stdout
+            .contains("file rules: NOT enforceable: Landlock is not available"),
+        "{out}"
+    );
 }

@@ -8,12 +8,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::totals::{TestTotals, skipped_tests};
+use crate::vm::DebianKernel;
 use crate::{cmd, leftovers, setup, vm};
+
+/// The kernels the VM step boots, each running the whole suite: Debian 12's security kernel
+/// (BPF LSM, Landlock ABI 6), its own stock kernel (Landlock ABI 2, also Amazon Linux 2023's
+/// line) and Debian 11's (no Landlock: guard must refuse, and says so). The host's own kernel
+/// runs the suite natively in the `test` step.
+const VM_KERNELS: [DebianKernel; 3] =
+    [DebianKernel::V6_12, DebianKernel::V6_1, DebianKernel::V5_10];
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct Options {
-    /// Leave out the VM step (`cargo xtask vm-test`), e.g. for a quick local run; CI runs it.
+    /// Leave out the VM steps (`cargo xtask vm-test`), e.g. for a quick local run; CI runs them.
     #[arg(long)]
     no_vm: bool,
     /// Extra arguments for `cargo test`, after `--` (e.g. `-- e2e` or `-- -p guard -- --nocapture`).
@@ -23,7 +31,7 @@ pub struct Options {
 
 /// One step's name and how it went.
 struct Outcome {
-    name: &'static str,
+    name: String,
     passed: bool,
     took: Duration,
 }
@@ -43,13 +51,13 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     test.arg("--show-output");
     // What another guard on this host already has, so the clean step judges only the suite.
     let before = leftovers::Snapshot::take();
-    let mut steps: Vec<(&'static str, Step)> = vec![
+    let mut steps: Vec<(String, Step)> = vec![
         (
-            "fmt",
+            "fmt".into(),
             Step::Plain(cargo(&["fmt", "--all", "--", "--check"])),
         ),
         (
-            "clippy",
+            "clippy".into(),
             Step::Plain(cargo(&[
                 "clippy",
                 "--all-targets",
@@ -61,31 +69,39 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         ),
         // The probes are linted too, built for their own target with the toolchain that builds
         // them (Debian's rustc 1.96, whose `core` is built from source: build-std).
-        ("clippy-ebpf", Step::Plain(ebpf_clippy())),
-        ("test", Step::Counted(test)),
+        ("clippy-ebpf".into(), Step::Plain(ebpf_clippy())),
+        ("test".into(), Step::Counted(test)),
     ];
     if options.no_vm {
-        eprintln!("xtask: --no-vm: the VM suite (cargo xtask vm-test) does not run");
+        eprintln!("xtask: --no-vm: the VM suites (cargo xtask vm-test) do not run");
     } else {
-        steps.push(("vm", Step::Vm));
+        for kernel in VM_KERNELS {
+            steps.push((format!("vm {}", kernel.name()), Step::Vm(kernel)));
+        }
     }
 
     // Every step runs even after a failure, so one run shows all problems; the test steps run
     // last so their own result lines stay at the bottom of the output, right above the summary.
     let mut outcomes = Vec::new();
-    let mut totals = TestTotals::default();
+    // The counts of each kernel the suite ran on, in the order they ran.
+    let mut per_kernel: Vec<(String, TestTotals)> = Vec::new();
     for (name, step) in steps {
         eprintln!("\n==> {name}");
         let start = Instant::now();
-        let result = match step {
-            Step::Plain(mut command) => cmd::run(&mut command),
+        let mut totals = TestTotals::default();
+        let (result, kernel) = match step {
+            Step::Plain(mut command) => (cmd::run(&mut command), None),
             Step::Counted(mut command) => {
                 // The suite runs beside another guard's sandbox, as it must on a shared host.
                 let _neighbour = leftovers::Neighbour::start();
-                run_counting(&mut command, &mut totals)
+                let result = run_counting(&mut command, &mut totals);
+                (result, Some(format!("{} (host)", host_kernel())))
             }
-            Step::Vm => run_vm(&mut totals),
+            Step::Vm(kernel) => (run_vm(kernel, &mut totals), Some(kernel.name().to_string())),
         };
+        if let Some(kernel) = kernel {
+            per_kernel.push((kernel, totals));
+        }
         if let Err(e) = &result {
             eprintln!("xtask: {name} failed: {e:#}");
         }
@@ -104,7 +120,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         eprintln!("xtask: clean failed: {e:#}");
     }
     outcomes.push(Outcome {
-        name: "clean",
+        name: "clean".into(),
         passed: result.is_ok(),
         took: start.elapsed(),
     });
@@ -112,13 +128,23 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     eprintln!("\nxtask test summary:");
     for o in &outcomes {
         let verdict = if o.passed { "ok    " } else { "FAILED" };
-        eprintln!("  {verdict} {:<7} {:.1}s", o.name, o.took.as_secs_f64());
+        eprintln!("  {verdict} {:<16} {:.1}s", o.name, o.took.as_secs_f64());
     }
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| !o.passed)
-        .map(|o| o.name)
+        .map(|o| o.name.as_str())
         .collect();
+    // Per kernel, so a kernel where the suite mostly skips stands out; the reasons of each skip
+    // are listed above, under its step.
+    let mut totals = TestTotals::default();
+    for (kernel, counts) in &per_kernel {
+        println!(
+            "tests on {kernel}: {} passed, {} failed, {} skipped",
+            counts.passed, counts.failed, counts.skipped
+        );
+        totals.add(counts);
+    }
     // One plain total for every test binary: cargo's own last line is often a doc-test block
     // with nothing in it, which says nothing about the run.
     println!(
@@ -138,14 +164,25 @@ enum Step {
     Plain(Command),
     /// `cargo test`, whose result lines are counted.
     Counted(Command),
-    /// The suite in the VM, counted from the guest's console.
-    Vm,
+    /// The suite in the VM on this kernel, counted from the guest's console.
+    Vm(DebianKernel),
 }
 
-/// `cargo xtask vm-test` with its defaults; its counts are added whether it passed or not.
-fn run_vm(totals: &mut TestTotals) -> anyhow::Result<()> {
+/// The host kernel's release, as `uname -r` prints it.
+fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "this kernel".into())
+}
+
+/// `cargo xtask vm-test --kernel KERNEL`; its counts are added whether it passed or not.
+fn run_vm(kernel: DebianKernel, totals: &mut TestTotals) -> anyhow::Result<()> {
     let here = std::env::current_dir()?;
-    match vm::run(&vm::Options::default(), &here) {
+    let options = vm::Options {
+        kernel: vm::KernelSpec::Debian(kernel),
+        ..vm::Options::default()
+    };
+    match vm::run(&options, &here) {
         Ok(outcome) => {
             totals.add(&outcome.totals);
             Ok(())

@@ -5,6 +5,10 @@
 //! a meta-package (`linux-image-6.12-cloud-amd64`) depends on the current one. The meta-package
 //! is resolved through `apt-cache` every run, so a kernel security update is picked up, and the
 //! exact package is downloaded (not installed) and unpacked only once.
+//!
+//! bookworm's own sources serve 6.1 and 6.12. Older lines come from their own release (5.10 from
+//! bullseye), read through a private apt configuration under the cache, so the host's sources
+//! and package state are never touched.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,6 +33,8 @@ pub enum DebianKernel {
     V6_12,
     /// 6.1, bookworm's own kernel: Landlock ABI 2.
     V6_1,
+    /// 5.10, bullseye's kernel: no Landlock at all (guard must refuse there).
+    V5_10,
 }
 
 impl DebianKernel {
@@ -36,7 +42,25 @@ impl DebianKernel {
     fn meta_package(self) -> &'static str {
         match self {
             DebianKernel::V6_12 => "linux-image-6.12-cloud-amd64",
-            DebianKernel::V6_1 => "linux-image-cloud-amd64",
+            DebianKernel::V6_1 | DebianKernel::V5_10 => "linux-image-cloud-amd64",
+        }
+    }
+
+    /// The Debian release whose sources serve this line when the host's do not (bookworm's
+    /// sources serve 6.1 and 6.12).
+    fn foreign_release(self) -> Option<&'static str> {
+        match self {
+            DebianKernel::V5_10 => Some("bullseye"),
+            DebianKernel::V6_12 | DebianKernel::V6_1 => None,
+        }
+    }
+
+    /// The name `--kernel` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DebianKernel::V6_12 => "debian-6.12",
+            DebianKernel::V6_1 => "debian-6.1",
+            DebianKernel::V5_10 => "debian-5.10",
         }
     }
 
@@ -46,6 +70,7 @@ impl DebianKernel {
         match self {
             DebianKernel::V6_12 => "6.12",
             DebianKernel::V6_1 => "6.1",
+            DebianKernel::V5_10 => "5.10",
         }
     }
 }
@@ -57,12 +82,14 @@ impl std::str::FromStr for KernelSpec {
         Ok(match s {
             "debian-6.12" => KernelSpec::Debian(DebianKernel::V6_12),
             "debian-6.1" => KernelSpec::Debian(DebianKernel::V6_1),
+            "debian-5.10" => KernelSpec::Debian(DebianKernel::V5_10),
             path if path.contains('/') || Path::new(path).exists() => {
                 KernelSpec::Path(PathBuf::from(path))
             }
             other => {
                 return Err(format!(
-                    "unknown kernel {other:?}: use debian-6.12, debian-6.1 or a path to a bzImage"
+                    "unknown kernel {other:?}: use debian-6.12, debian-6.1, debian-5.10 or a path to a \
+                     bzImage"
                 ));
             }
         })
@@ -80,7 +107,8 @@ pub fn prepare(spec: &KernelSpec, cache: &Path) -> anyhow::Result<PathBuf> {
         }
         KernelSpec::Debian(debian) => *debian,
     };
-    let package = resolve_package(debian)?;
+    let apt = Apt::for_kernel(debian, cache)?;
+    let package = resolve_package(debian, &apt)?;
     let dir = cache.join(&package);
     let vmlinuz = dir.join("vmlinuz");
     if vmlinuz.is_file() {
@@ -92,7 +120,7 @@ pub fn prepare(spec: &KernelSpec, cache: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&download)
         .with_context(|| format!("cannot create {}", download.display()))?;
     cmd::run(
-        Command::new("apt-get")
+        apt.get()
             .args(["download", "-q", &package])
             .current_dir(&download),
     )?;
@@ -121,15 +149,16 @@ pub fn prepare(spec: &KernelSpec, cache: &Path) -> anyhow::Result<PathBuf> {
 
 /// The exact package behind the meta-package, refreshing apt's lists once if they do not know
 /// it (a fresh machine may have none).
-fn resolve_package(debian: DebianKernel) -> anyhow::Result<String> {
+fn resolve_package(debian: DebianKernel, apt: &Apt) -> anyhow::Result<String> {
     let meta = debian.meta_package();
-    let package = match package_of_meta(meta)? {
+    let package = match package_of_meta(meta, apt)? {
         Some(package) => package,
         None => {
             eprintln!("vm: apt does not know {meta}; refreshing the package lists");
-            cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
-            package_of_meta(meta)?.with_context(|| {
-                format!("apt knows no {meta}: is bookworm-security in the apt sources?")
+            cmd::run(apt.get().args(["update", "-q"]))?;
+            package_of_meta(meta, apt)?.with_context(|| {
+                let sources = debian.foreign_release().unwrap_or("bookworm-security");
+                format!("apt knows no {meta}: are {sources}'s sources reachable?")
             })?
         }
     };
@@ -143,13 +172,72 @@ fn resolve_package(debian: DebianKernel) -> anyhow::Result<String> {
     Ok(package)
 }
 
-fn package_of_meta(meta: &str) -> anyhow::Result<Option<String>> {
-    let output = cmd::probe(Command::new("apt-cache").args(["show", "--no-all-versions", meta]))?
+fn package_of_meta(meta: &str, apt: &Apt) -> anyhow::Result<Option<String>> {
+    let output = cmd::probe(apt.cache().args(["show", "--no-all-versions", meta]))?
         .context("apt-cache not found: the VM suite fetches Debian kernels with apt")?;
     if !output.status.success() {
         return Ok(None);
     }
     Ok(image_dependency(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// apt as the host has it, or with a private configuration that reads only another release's
+/// sources (its lists and downloads kept under the kernel cache).
+struct Apt {
+    options: Vec<String>,
+}
+
+impl Apt {
+    fn for_kernel(debian: DebianKernel, cache: &Path) -> anyhow::Result<Apt> {
+        let Some(release) = debian.foreign_release() else {
+            return Ok(Apt {
+                options: Vec::new(),
+            });
+        };
+        let dir = cache.join(format!("apt-{release}"));
+        for sub in ["lists/partial", "cache/archives/partial"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        }
+        let sources = dir.join("sources.list");
+        // The release and its security updates, checked with Debian's archive keyring (which
+        // bookworm ships with bullseye's keys).
+        let keyring = "signed-by=/usr/share/keyrings/debian-archive-keyring.gpg";
+        std::fs::write(
+            &sources,
+            format!(
+                "deb [{keyring}] http://deb.debian.org/debian {release} main\n\
+                 deb [{keyring}] http://deb.debian.org/debian-security {release}-security main\n"
+            ),
+        )
+        .with_context(|| format!("cannot write {}", sources.display()))?;
+        let options = [
+            format!("Dir::Etc::SourceList={}", sources.display()),
+            "Dir::Etc::SourceParts=/nonexistent".to_string(),
+            format!("Dir::State::Lists={}", dir.join("lists").display()),
+            format!("Dir::Cache={}", dir.join("cache").display()),
+            // No installed-package state: nothing is installed through this configuration.
+            "Dir::State::status=/dev/null".to_string(),
+        ];
+        Ok(Apt {
+            options: options
+                .iter()
+                .flat_map(|o| ["-o".to_string(), o.clone()])
+                .collect(),
+        })
+    }
+
+    fn get(&self) -> Command {
+        let mut command = Command::new("apt-get");
+        command.args(&self.options);
+        command
+    }
+
+    fn cache(&self) -> Command {
+        let mut command = Command::new("apt-cache");
+        command.args(&self.options);
+        command
+    }
 }
 
 /// The `linux-image-*` package named in the `Depends:` field of `apt-cache show` output.
@@ -233,7 +321,11 @@ mod tests {
             "./bzImage".parse::<KernelSpec>(),
             Ok(KernelSpec::Path(PathBuf::from("./bzImage")))
         );
-        assert!("debian-5.10".parse::<KernelSpec>().is_err());
+        assert_eq!(
+            "debian-5.10".parse::<KernelSpec>(),
+            Ok(KernelSpec::Debian(DebianKernel::V5_10))
+        );
+        assert!("debian-4.19".parse::<KernelSpec>().is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use kernel::KernelSpec;
+pub use kernel::{DebianKernel, KernelSpec};
 pub use outcome::{Outcome, VmFailed};
 pub use userland::all_packages as image_packages;
 
@@ -40,7 +40,8 @@ const MEMORY_MIB: u32 = 1024;
 /// Options of `cargo xtask vm-test`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// The guest kernel: debian-6.12 (BPF LSM, Landlock ABI 6), debian-6.1 (Landlock ABI 2) or
+    /// The guest kernel: debian-6.12 (BPF LSM, Landlock ABI 6), debian-6.1 (Landlock ABI 2),
+    /// debian-5.10 (no Landlock) or
     /// the path of a bzImage.
     #[arg(long, default_value = "debian-6.12", value_name = "KERNEL")]
     pub kernel: KernelSpec,
