@@ -60,3 +60,43 @@ fn explain_of_a_broken_profile_reports_its_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_shipped_profile_runs_with_full_protection_on_this_kernel() {
+    // On every kernel the suite runs on (the host's, the VMs' 6.12, 6.1 and 5.10): with Landlock
+    // each shipped profile runs and every part has its layers; without it, all are refused.
+    let abi = crate::support::landlock_abi();
+    for name in ["minimal", "shell-readonly", "python", "build"] {
+        let out = run_guard(&["explain", name]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stdout}");
+        if abi == 0 {
+            assert!(
+                stdout.contains("verdict: guard exec REFUSES this profile here (exit 125)")
+                    && stdout.contains("Landlock is not available"),
+                "{name}: {stdout}"
+            );
+            continue;
+        }
+        assert!(
+            stdout.contains("verdict: guard exec runs this profile here"),
+            "{name} on Landlock ABI {abi}: {stdout}"
+        );
+        for gap in [
+            "MISSING here",
+            "enforced only by nothing",
+            "accepted by allow_weaker",
+        ] {
+            assert!(
+                !stdout.contains(gap),
+                "{name} on Landlock ABI {abi} has `{gap}`: {stdout}"
+            );
+        }
+        assert!(
+            stdout.contains(
+                "signals and abstract unix sockets to outside the sandbox: enforced here by"
+            ),
+            "{name}: {stdout}"
+        );
+    }
+}

@@ -117,7 +117,10 @@ fn enforced(e: &Enforcement, part: Part) -> String {
         Status::Enforced { by, note } => {
             let mut line = format!("enforced here by {}", list(by));
             if let Some(note) = note {
-                let _ = write!(line, " (weaker here: {note})");
+                let _ = write!(
+                    line,
+                    " (no Landlock layer for it here, {note}; the layers named cover it)"
+                );
             }
             line
         }
@@ -721,7 +724,7 @@ mod tests {
         );
         assert!(
             out.contains(
-                "signals and abstract unix sockets to outside the sandbox: enforced here by seccomp, the supervisor (weaker here: Landlock ABI 3 < 6)"
+                "signals and abstract unix sockets to outside the sandbox: enforced here by seccomp, the supervisor (no Landlock layer for it here, Landlock ABI 3 < 6; the layers named cover it)"
             ),
             "{out}"
         );

@@ -256,10 +256,12 @@ mod tests {
         assert!(!lists_bpf(""));
     }
 
-    /// The two-instruction probe must not refuse where guard's real LSM program loads (it would
-    /// switch the LSM exec hook off for nothing), nor load where the real one is refused.
+    /// The two-instruction probe must not refuse where guard's real LSM program loads: it would
+    /// switch the LSM exec hook off for nothing. Where it loads and the real one does not (the
+    /// 6.18 hosts refuse both; 5.10 loads the small one only, lacking a helper the real one
+    /// calls), exec tries the real one, notes the refusal and keeps the exec tracepoint.
     #[test]
-    fn the_small_lsm_program_loads_exactly_where_the_real_one_does() {
+    fn the_small_lsm_program_loads_wherever_the_real_one_does() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 || !crate::host::btf::available() {
             eprintln!("skipping: needs root and kernel BTF");
@@ -281,7 +283,10 @@ mod tests {
         let real = prog.load(names::LSM_BPRM_CHECK_HOOK, &btf);
         let real = real.map_err(step("load"));
         eprintln!("small program: {quick:?}; guard's: {real:?}");
-        assert_eq!(quick.is_ok(), real.is_ok());
+        assert!(
+            quick.is_ok() || real.is_err(),
+            "the small program is refused where guard's loads"
+        );
     }
 
     #[test]
