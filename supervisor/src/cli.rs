@@ -34,6 +34,17 @@ pub enum Command {
         Exit status: the command's own; 128+N when it died of signal N (137: killed for a \
         violation); 125 when guard refused or failed before it ran; 126 not executable; 127 not found.")]
     Exec(crate::commands::exec::ExecArgs),
+    /// Run CMD once, observed, and write the profile it needs.
+    #[command(after_help = "Examples:\n  \
+        guard learn -o my-tool.toml -- my-tool --flag\n  \
+        guard learn --from python -o venv.toml -- python3 -m venv .venv\n  \
+        guard check my-tool.toml && guard explain my-tool.toml\n\n\
+        The command runs in audit mode under the starting profile (--from, default the built-in \
+        base fragment): everything it does beyond that is recorded, not refused. The profile \
+        grants exactly that, with trees it read collapsed to their directory and ${CWD}, \
+        ${HOME} and ${TMPDIR} substituted; what no profile may grant is listed as comments. \
+        Exit status: the command's own; 125 when guard could not run it.")]
+    Learn(crate::commands::learn::LearnArgs),
     /// Validate profiles; errors as FILE:LINE:COL: key: message.
     #[command(
         after_help = "Examples:\n  guard check ./my-tool.toml\n  guard check profiles/*.toml"

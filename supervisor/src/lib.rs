@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod enforcement;
 pub mod host;
+pub mod learn;
 pub mod plan;
 pub mod policy;
 pub mod profile;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Exec(args) => guard::commands::exec::run(args),
+        Command::Learn(args) => guard::commands::learn::run(args),
         Command::Check { profiles } => guard::commands::check::run(&profiles),
         Command::Explain { profile } => guard::commands::explain::run(&profile),
         Command::List => guard::commands::list::run(),

@@ -25,6 +25,7 @@ mod evidence;
 mod exec;
 mod explain;
 mod identity;
+mod learn;
 mod model;
 mod profile_input;
 mod profiles;

@@ -117,19 +117,28 @@ pub fn run(args: ExecArgs) -> ExitCode {
 
 /// Runs one invocation to the end and returns the contract's exit status.
 pub fn run_invocation(invocation: &Invocation) -> ExitCode {
+    ExitCode::from(invocation_status(invocation))
+}
+
+/// Runs one invocation to the end and returns the contract's exit status as a number (for
+/// callers that go on after it, like `guard learn`).
+pub fn invocation_status(invocation: &Invocation) -> u8 {
     match prepare(invocation) {
         Ok(plan) => match launch(
             &plan,
             &invocation.request,
             crate::host::landlock::abi_version(),
         ) {
-            Ok(code) => ExitCode::from(code),
+            Ok(code) => code,
             Err(err) => {
                 eprintln!("guard: {}", error_chain(&err));
-                ExitCode::from(err.exit_code())
+                err.exit_code()
             }
         },
-        Err(err) => report(err),
+        Err(err) => {
+            report(err);
+            GUARD_FAILED
+        }
     }
 }
 

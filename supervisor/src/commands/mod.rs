@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod exec;
 pub mod explain;
+pub mod learn;
 pub mod list;
 pub mod status;
 pub mod stop;
