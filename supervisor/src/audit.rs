@@ -137,6 +137,9 @@ pub struct AuditLog {
     repaired: u64,
     /// Whether this run's records ended with a seal.
     sealed: bool,
+    /// `guard exec --events FD`: the start record, every record that is not an `allow`, and the
+    /// exit record, as JSON lines the moment they are made (see [`AuditLog::stream_events`]).
+    events: Option<File>,
 }
 
 /// An open log file and what this writer knows of its end.
@@ -225,7 +228,16 @@ impl AuditLog {
             pending_bytes: 0,
             repaired,
             sealed: false,
+            events: None,
         })
+    }
+
+    /// Also writes the start record, every record whose verdict is not `allow` and the exit
+    /// record to `stream`, one JSON line each as it is made (the audit line without its chain
+    /// fields), for a caller that acts on denials while the command runs. A write that fails (the
+    /// reader went away) ends the stream with one line on stderr; the audit log goes on.
+    pub fn stream_events(&mut self, stream: File) {
+        self.events = Some(stream);
     }
 
     /// Bytes of a torn last line that [`AuditLog::open`] cut off (0 for a clean log).
@@ -394,12 +406,14 @@ impl AuditLog {
         enforcer: Enforcer,
         detail: impl FnOnce() -> D,
     ) -> Result<(), AuditError> {
-        if let Some(sink) = &self.sink {
-            if self.failed {
-                return Err(AuditError::AfterFailedWrite {
-                    path: sink.path.clone(),
-                });
-            }
+        if let (Some(sink), true) = (&self.sink, self.failed) {
+            return Err(AuditError::AfterFailedWrite {
+                path: sink.path.clone(),
+            });
+        }
+        let streamed = self.events.is_some()
+            && (verdict != Verdict::Allow || matches!(event, AuditEvent::Start | AuditEvent::Exit));
+        if self.sink.is_some() || streamed {
             let mut line = Vec::with_capacity(256);
             write_prefix(
                 &mut line,
@@ -414,13 +428,35 @@ impl AuditLog {
                 enforcer,
                 detail(),
             )?;
-            self.pending_bytes += line.len();
-            self.pending.push(Pending::Line(line));
+            if streamed {
+                self.stream(&line);
+            }
+            if self.sink.is_some() {
+                self.pending_bytes += line.len();
+                self.pending.push(Pending::Line(line));
+            }
         }
         // Without a log no line is formatted or hashed.
         self.next_seq += 1;
         self.summary.count(verdict);
         Ok(())
+    }
+
+    /// Writes one record (its line up to `"prev":"`) to the event stream, closed as JSON.
+    fn stream(&mut self, prefix: &[u8]) {
+        let Some(stream) = &mut self.events else {
+            return;
+        };
+        let body = prefix.strip_suffix(b",\"prev\":\"").unwrap_or(prefix);
+        let mut line = Vec::with_capacity(body.len() + 2);
+        line.extend_from_slice(body);
+        line.extend_from_slice(b"}\n");
+        if let Err(err) = stream.write_all(&line) {
+            eprintln!(
+                "guard: the event stream failed ({err}); it ends here, the audit log goes on"
+            );
+            self.events = None;
+        }
     }
 
     /// Counts of the records so far, for the stderr summary.
@@ -452,6 +488,7 @@ impl AuditLog {
             failed: false,
             pending: Vec::new(),
             pending_bytes: 0,
+            events: None,
             repaired: 0,
             sealed: false,
         }

@@ -38,6 +38,8 @@ pub fn socket_path() -> PathBuf {
 /// Why the client could not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("--events {0}: use an open descriptor above 2 (0, 1 and 2 are the command's)")]
+    EventsFd(i32),
     #[error(
         "cannot reach the guard daemon at {}; `guard exec` needs root or a running `guard daemon`",
         path.display()
@@ -129,9 +131,19 @@ fn try_exec(args: &ExecArgs) -> Result<u8, ClientError> {
             .map(|(k, v)| (WireBytes::from_os(&k), WireBytes::from_os(&v)))
             .collect(),
         umask: current_umask(),
+        events: args.events.is_some(),
+        narrowing: args.narrowing(),
     });
     let mut fds: Vec<BorrowedFd<'_>> = stdio.iter().map(StdFd::as_fd).collect();
     fds.push(cwd.as_fd());
+    if let Some(fd) = args.events {
+        // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
+        if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(ClientError::EventsFd(fd));
+        }
+        // SAFETY: open (checked above); this process keeps it open until the request is sent.
+        fds.push(unsafe { BorrowedFd::borrow_raw(fd) });
+    }
     // Too large a request (a huge environment) is said before connecting, with its size.
     protocol::encode(&request).map_err(ClientError::Protocol)?;
     let stream = connect()?;

@@ -24,6 +24,7 @@ mod enforce;
 mod evidence;
 mod exec;
 mod explain;
+mod harness;
 mod identity;
 mod learn;
 mod model;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use crate::plan::{CompileContext, NixUserResolver, PlanError};
 use crate::plan::{Mode, Plan, UserIds};
+use crate::profile::narrow::Narrowing;
 use crate::profile::{self, ExpandContext, Lookup, ProfileError};
 use crate::sandbox::exit::GUARD_FAILED;
 use crate::sandbox::launch::{LaunchRequest, error_chain, launch};
@@ -34,9 +35,29 @@ pub struct ExecArgs {
     /// Run through the guard daemon even as root (non-root callers always do).
     #[arg(long)]
     pub daemon: bool,
+    /// Stream the start record (with the sandbox id), every record that is not an allow, and
+    /// the exit record to this open descriptor (above 2) as JSON lines, as they happen.
+    #[arg(long, value_name = "FD")]
+    pub events: Option<i32>,
+    /// For this call only, take all network access away from the profile.
+    #[arg(long)]
+    pub no_network: bool,
+    /// For this call only, make the profile's write paths read-only (device files excepted).
+    #[arg(long)]
+    pub read_only: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<OsString>,
+}
+
+impl ExecArgs {
+    /// The narrowing flags of this call.
+    pub fn narrowing(&self) -> Narrowing {
+        Narrowing {
+            no_network: self.no_network,
+            read_only: self.read_only,
+        }
+    }
 }
 
 /// `--mode` values.
@@ -68,6 +89,8 @@ pub struct Invocation {
     /// The environment `process.env.keep` picks from.
     pub parent_env: Vec<(OsString, OsString)>,
     pub mode: Mode,
+    /// Rights this call takes away from the profile.
+    pub narrowing: Narrowing,
     pub request: LaunchRequest,
     /// `None`: as guard itself (with `process.user` when the profile sets it).
     pub run_as: Option<RunAs>,
@@ -80,6 +103,8 @@ pub enum ExecError {
     CurrentDir(#[source] std::io::Error),
     #[error("working directory {0}: not a directory")]
     Workdir(PathBuf),
+    #[error("--events {0}: use an open descriptor above 2 (0, 1 and 2 are the command's)")]
+    EventsFd(i32),
     #[error("loading profile {spec}")]
     Profile {
         spec: String,
@@ -167,6 +192,12 @@ fn invocation(args: &ExecArgs) -> Result<Invocation, ExecError> {
         }
         expand.cwd = dir;
     }
+    if let Some(fd) = args.events
+        && fd <= 2
+    {
+        return Err(ExecError::EventsFd(fd));
+    }
+    let narrowing = args.narrowing();
     Ok(Invocation {
         profile: args.profile.clone(),
         lookup: Lookup::from_env(),
@@ -174,7 +205,10 @@ fn invocation(args: &ExecArgs) -> Result<Invocation, ExecError> {
             command: args.command.clone(),
             workdir: expand.cwd.clone(),
             audit_log: args.audit_log.clone(),
+            events: args.events,
+            narrowed: narrowing.names(),
         },
+        narrowing,
         expand,
         parent_env: std::env::vars_os().collect(),
         mode: match args.mode {
@@ -188,11 +222,12 @@ fn invocation(args: &ExecArgs) -> Result<Invocation, ExecError> {
 /// Loads the profile and compiles it for this invocation.
 fn prepare(invocation: &Invocation) -> Result<Plan, ExecError> {
     let spec = &invocation.profile;
-    let resolved =
+    let mut resolved =
         profile::load(spec, &invocation.lookup).map_err(|source| ExecError::Profile {
             spec: spec.clone(),
             source,
         })?;
+    invocation.narrowing.apply(&mut resolved.profile);
     let ctx = CompileContext {
         expand: invocation.expand.clone(),
         parent_env: invocation.parent_env.clone(),

@@ -66,7 +66,10 @@ pub fn run() -> ExitCode {
             command: job.command.iter().map(|a| a.to_os()).collect(),
             workdir: cwd,
             audit_log: Some(job.audit_log.clone()),
+            events: job.events.then_some(crate::daemon::worker::EVENTS_FD),
+            narrowed: job.narrowing.names(),
         },
+        narrowing: job.narrowing,
         run_as: Some(RunAs {
             uid: job.caller.uid,
             gid: job.caller.gid,

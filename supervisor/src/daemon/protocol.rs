@@ -7,8 +7,9 @@
 //! version gets "unsupported protocol version" rather than a confusing decoding error.
 //!
 //! An [`Request::Exec`] frame carries the caller's stdin, stdout, stderr and working directory as
-//! descriptors (`SCM_RIGHTS`, [`EXEC_FDS`] in that order) on the same `sendmsg` as its bytes; any
-//! other frame carrying descriptors is refused.
+//! descriptors (`SCM_RIGHTS`, [`EXEC_FDS`] in that order, plus the event stream when it asks
+//! for `events`) on the same `sendmsg` as its bytes; any other frame carrying descriptors is
+//! refused.
 //!
 //! This module is plain data and byte handling; the blocking client side ([`send_blocking`],
 //! [`read_blocking`]) lives here too because it is small and mirrors the daemon's decoding.
@@ -32,6 +33,9 @@ pub const MAX_FRAME: u32 = 1 << 20;
 
 /// Descriptors an exec request carries: stdin, stdout, stderr, working directory.
 pub const EXEC_FDS: usize = 4;
+
+/// Descriptors an exec request with `events` carries: [`EXEC_FDS`], then the event stream.
+pub const MAX_EXEC_FDS: usize = EXEC_FDS + 1;
 
 /// A message with the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +104,12 @@ pub struct ExecRequest {
     pub env: Vec<(WireBytes, WireBytes)>,
     /// The caller's umask, so files the tool creates get the modes they would locally.
     pub umask: u32,
+    /// `--events`: a fifth descriptor follows the four, for the run's event stream.
+    #[serde(default)]
+    pub events: bool,
+    /// Rights this call takes away from the profile (never adds).
+    #[serde(default)]
+    pub narrowing: crate::profile::narrow::Narrowing,
 }
 
 /// What the daemon answers.
@@ -298,6 +308,11 @@ mod tests {
                 WireBytes::from_os(OsStr::new("C.UTF-8")),
             )],
             umask: 0o022,
+            events: true,
+            narrowing: crate::profile::narrow::Narrowing {
+                no_network: true,
+                read_only: false,
+            },
         });
         let bytes = encode(&request).unwrap();
         let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();

@@ -466,9 +466,16 @@ impl Daemon {
             let _ = wire::send(&stream, &Response::Refused { message }).await;
             return;
         }
+        let mut fds = fds;
+        let events = if request.events && fds.len() == protocol::MAX_EXEC_FDS {
+            fds.pop()
+        } else {
+            None
+        };
         let Ok([stdin, stdout, stderr, cwd]) = <[OwnedFd; 4]>::try_from(fds) else {
             let message = format!(
-                "an exec request must carry {} descriptors (stdin, stdout, stderr, cwd)",
+                "an exec request must carry {} descriptors (stdin, stdout, stderr, cwd), and \
+                 one more with events",
                 protocol::EXEC_FDS
             );
             let _ = wire::send(&stream, &Response::Refused { message }).await;
@@ -483,8 +490,12 @@ impl Daemon {
             umask: request.umask,
             audit_log: config.audit_log.clone(),
             caller: caller.clone(),
+            events: events.is_some(),
+            narrowing: request.narrowing,
         };
-        let mut child = match worker::spawn(&job, [stdin, stdout, stderr], &cwd) {
+        let spawned = worker::spawn(&job, [stdin, stdout, stderr], &cwd, events.as_ref());
+        drop(events);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
                 let message = format!("cannot start the sandbox: {}", error_chain(&err));

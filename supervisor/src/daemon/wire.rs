@@ -55,10 +55,10 @@ impl FrameReader {
                 .await
                 .map_err(ProtocolError::Io)?;
             self.fds.extend(fds);
-            if self.fds.len() > protocol::EXEC_FDS {
+            if self.fds.len() > protocol::MAX_EXEC_FDS {
                 return Err(ProtocolError::Descriptors(
                     self.fds.len(),
-                    protocol::EXEC_FDS,
+                    protocol::MAX_EXEC_FDS,
                 ));
             }
             if bytes.is_empty() {

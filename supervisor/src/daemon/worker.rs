@@ -12,6 +12,7 @@
 //!   the path the caller cannot forge is the one used;
 //! - the [`Job`] as JSON in a memfd at fd 3 ([`JOB_FD`]), not in argv or the environment where
 //!   other users could read the caller's environment through /proc;
+//! - the caller's event stream, when it asked for one, at fd 4 ([`EVENTS_FD`]);
 //! - an environment of its own (only `PATH`): the caller's variables travel in the job and reach
 //!   the sandbox only through the profile's `process.env`;
 //! - `PR_SET_PDEATHSIG(SIGKILL)`, so a daemon killed with SIGKILL takes its workers with it and
@@ -31,6 +32,9 @@ use super::protocol::{WireBytes, WireMode};
 
 /// The worker's descriptor carrying the job.
 pub const JOB_FD: i32 = 3;
+
+/// The worker's descriptor carrying the caller's event stream (`guard exec --events`), if any.
+pub const EVENTS_FD: i32 = 4;
 
 /// The hidden subcommand the worker runs.
 pub const WORKER_COMMAND: &str = "daemon-worker";
@@ -52,6 +56,12 @@ pub struct Job {
     /// The central audit log.
     pub audit_log: PathBuf,
     pub caller: Caller,
+    /// The caller's event stream is at [`EVENTS_FD`].
+    #[serde(default)]
+    pub events: bool,
+    /// Rights the caller takes away from the profile for this call.
+    #[serde(default)]
+    pub narrowing: crate::profile::narrow::Narrowing,
 }
 
 /// Starting a worker failed.
@@ -72,9 +82,11 @@ pub fn spawn(
     job: &Job,
     stdio: [OwnedFd; 3],
     cwd: &OwnedFd,
+    events: Option<&OwnedFd>,
 ) -> Result<tokio::process::Child, WorkerError> {
     let memfd = job_memfd(job)?;
     let memfd_raw = memfd.as_raw_fd();
+    let events_raw = events.map(AsRawFd::as_raw_fd);
     let cwd_raw = cwd.as_raw_fd();
     let daemon_pid = std::process::id() as libc::pid_t;
     let umask = (job.umask & 0o777) as libc::mode_t;
@@ -103,6 +115,17 @@ pub fn spawn(
             if libc::getppid() != daemon_pid {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
+            // A copy above both targets first, so placing the job at 3 cannot close it.
+            let events_copy = match events_raw {
+                Some(fd) => {
+                    let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 16);
+                    if copy < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Some(copy)
+                }
+                None => None,
+            };
             libc::umask(umask);
             if libc::setsid() < 0 || libc::fchdir(cwd_raw) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -113,6 +136,12 @@ pub fn spawn(
                     return Err(std::io::Error::last_os_error());
                 }
             } else if libc::dup2(memfd_raw, JOB_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // dup2 clears close-on-exec on the new descriptor; the copy closes at exec.
+            if let Some(copy) = events_copy
+                && libc::dup2(copy, EVENTS_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

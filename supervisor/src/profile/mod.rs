@@ -14,6 +14,7 @@ pub mod expand;
 pub mod extends;
 pub mod lookup;
 pub mod model;
+pub mod narrow;
 pub mod parse;
 pub mod typed;
 pub mod validate;

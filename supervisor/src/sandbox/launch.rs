@@ -39,6 +39,11 @@ pub struct LaunchRequest {
     pub command: Vec<OsString>,
     pub workdir: PathBuf,
     pub audit_log: Option<PathBuf>,
+    /// `--events FD`: a descriptor of guard's (close-on-exec) that gets the run's events as
+    /// JSON lines (see [`AuditLog::stream_events`]).
+    pub events: Option<std::os::fd::RawFd>,
+    /// The narrowing flags applied to the profile for this call, for the start record.
+    pub narrowed: Vec<&'static str>,
 }
 
 /// Everything that can stop guard before or while starting the command.
@@ -52,6 +57,8 @@ pub enum LaunchError {
     Protected(#[from] protected::ProtectedError),
     #[error("an argument or environment value contains a NUL byte")]
     NulByte,
+    #[error("the event stream (--events)")]
+    Events(#[source] std::io::Error),
     #[error("preparing the Landlock ruleset")]
     Landlock(#[from] sandbox_landlock::LandlockError),
     #[error("refusing to run with less protection than the profile asks for: {}", join(.0))]
@@ -105,6 +112,28 @@ impl LaunchError {
             _ => exit::GUARD_FAILED,
         }
     }
+}
+
+/// A close-on-exec copy of the caller's `--events` descriptor, which must be open for writing.
+fn events_stream(fd: std::os::fd::RawFd) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return Err(std::io::Error::other(format!(
+            "descriptor {fd} is open for reading only"
+        )));
+    }
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor this function then owns.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if copy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `copy` is a fresh descriptor nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(copy) })
 }
 
 /// Runs `request.command` confined by `plan` and returns guard's exit status.
@@ -164,6 +193,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         &plan.profile_name,
         &plan.profile_sha256,
     )?;
+    if let Some(fd) = request.events {
+        audit.stream_events(events_stream(fd).map_err(LaunchError::Events)?);
+    }
 
     // 4. The sandbox cgroup with its limits; every process the command forks stays in it.
     let cgroup = cgroup::create(&sandbox_id, &plan.cgroup)?;
@@ -321,6 +353,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
                 None => "none",
             },
             "log_repaired_bytes": audit.repaired(),
+            "narrowed": request.narrowed,
         }),
     );
     if let Err(err) = started {
