@@ -30,7 +30,9 @@ pub enum Command {
         guard exec --profile shell-readonly -- ls -la\n  \
         guard exec --profile ./my-tool.toml --audit-log /var/tmp/tool.jsonl -- my-tool --flag\n  \
         guard exec --profile build --workdir ~/src/project -- cargo build --offline\n  \
-        guard exec --profile python --mode audit -- python3 script.py   # record, do not deny\n\n\
+        guard exec --profile python --mode audit -- python3 script.py   # record, do not deny\n  \
+        guard exec --profile build --no-network --read-only -- make check   # narrower, this call only\n  \
+        guard exec --profile python --events 3 -- python3 tool.py 3>events.jsonl   # for a harness\n\n\
         Exit status: the command's own; 128+N when it died of signal N (137: killed for a \
         violation); 125 when guard refused or failed before it ran; 126 not executable; 127 not found.")]
     Exec(crate::commands::exec::ExecArgs),
