@@ -66,7 +66,16 @@ fn every_shipped_profile_runs_with_full_protection_on_this_kernel() {
     // On every kernel the suite runs on (the host's, the VMs' 6.12, 6.1 and 5.10): with Landlock
     // each shipped profile runs and every part has its layers; without it, all are refused.
     let abi = crate::support::landlock_abi();
-    for name in ["minimal", "shell-readonly", "python", "build"] {
+    for name in [
+        "minimal",
+        "shell-readonly",
+        "workspace-shell",
+        "python",
+        "build",
+        "git",
+        "node",
+        "curl",
+    ] {
         let out = run_guard(&["explain", name]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{name}: {stdout}");

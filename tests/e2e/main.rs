@@ -33,4 +33,5 @@ mod profiles;
 mod scripts;
 mod sockets;
 mod support;
+mod tools;
 mod vm;

@@ -15,14 +15,21 @@ pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 pub const SYSTEM_DIR: &str = "/etc/guard/profiles";
 
 /// Profiles compiled into the binary, by name.
-pub const SHIPPED: [(&str, &str); 4] = [
+pub const SHIPPED: [(&str, &str); 8] = [
     ("minimal", include_str!("../../../profiles/minimal.toml")),
     (
         "shell-readonly",
         include_str!("../../../profiles/shell-readonly.toml"),
     ),
+    (
+        "workspace-shell",
+        include_str!("../../../profiles/workspace-shell.toml"),
+    ),
     ("python", include_str!("../../../profiles/python.toml")),
     ("build", include_str!("../../../profiles/build.toml")),
+    ("git", include_str!("../../../profiles/git.toml")),
+    ("node", include_str!("../../../profiles/node.toml")),
+    ("curl", include_str!("../../../profiles/curl.toml")),
 ];
 
 /// Built-in fragments usable only in `extends`.
