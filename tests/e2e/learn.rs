@@ -444,7 +444,11 @@ fn a_learned_git_profile_clones_commits_and_pushes_and_cannot_push_elsewhere() {
     let (out, records) = ws.exec_in(&profile, &ws.work, &["/bin/sh", "-c", &push_outside]);
     assert_ne!(out.code(), 0, "{out}");
     assert_eq!(head_of(&other), before, "the push outside landed");
-    assert!(denied(&out, &records, "outside/other.git"), "{out}");
+    // git reads the other repository first: Landlock refuses that read, and reports it from
+    // ABI 7 on.
+    if crate::support::landlock_abi() >= 7 {
+        assert!(denied(&out, &records, "outside/other.git"), "{out}");
+    }
 }
 
 #[test]

@@ -187,7 +187,23 @@ fn python_writes_in_the_workdir_only() {
 
     let target = outside.join("result.txt");
     let script = format!("open('{}', 'w').write('pwned')", target.display());
-    let out = exec_in("python", &work, &["/usr/bin/python3", "-c", &script]);
+    // The profile writes ${TMPDIR} too; this test's directories are under /tmp, so ${TMPDIR}
+    // is a private one here.
+    let tmp = dir.mkdir("tmp");
+    let out = crate::support::guard_with_env(
+        &[
+            "exec",
+            "--profile",
+            "python",
+            "--workdir",
+            work.to_str().unwrap(),
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    );
     assert_ne!(out.code(), 0, "{out}");
     assert!(
         out.stderr.contains("PermissionError") || out.stderr.contains("Read-only file system"),

@@ -185,13 +185,16 @@ fn observe(
         keep.join(", ")
     );
     std::fs::write(&learning, text).map_err(|e| LearnError::Prepare(learning.clone(), e))?;
-    // The run's start as the file system's clock sees it: files born after it were made by
-    // the run (a coarse file-system clock may lag the wall clock by a tick).
+    // The run's start as the file systems' clock sees it. Their timestamps are coarse (a tick
+    // of up to 10 ms), so a directory made just before the run can carry the marker's time:
+    // "existed before" is "born no later than the marker", and the run starts a tick after
+    // it, so nothing the run makes can carry the marker's time.
     let marker = work.join("started");
     std::fs::write(&marker, b"").map_err(|e| LearnError::Prepare(marker.clone(), e))?;
     let started = std::fs::metadata(&marker)
         .and_then(|m| m.created())
         .unwrap_or_else(|_| SystemTime::now());
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let log = work.join("audit.jsonl");
     let invocation = Invocation {
         profile: learning.display().to_string(),

@@ -54,7 +54,8 @@ fn elf_interpreter(elf: &[u8]) -> Option<PathBuf> {
     None
 }
 
-/// The file system as it is after a learning run that started at `started`.
+/// The file system as it is after a learning run; `started` is the birth time of a file made
+/// just before the run (the run itself began a clock tick later).
 pub struct HostFiles {
     pub started: SystemTime,
 }
@@ -64,7 +65,7 @@ impl FileFacts for HostFiles {
         match std::fs::symlink_metadata(path) {
             // Born before the run; where the file system keeps no birth time, assume it was
             // there (the rule is then the path itself, never wider).
-            Ok(meta) => meta.created().map(|t| t < self.started).unwrap_or(true),
+            Ok(meta) => meta.created().map(|t| t <= self.started).unwrap_or(true),
             Err(_) => false,
         }
     }

@@ -45,6 +45,18 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     // The daemon's tests: throw-away users (useradd, groupadd, userdel) and curl as a client
     // of the network rules.
     ("daemon and network tests", &["passwd", "curl"]),
+    // The shipped tool profiles' tests: a workspace shell's tar, git, and venvs with pip.
+    (
+        "tool profiles",
+        &[
+            "tar",
+            "gzip",
+            "git",
+            "python3.11-venv",
+            "python3-pip-whl",
+            "python3-setuptools-whl",
+        ],
+    ),
     // The `build` profile's tests compile C with make and cc.
     (
         "C toolchain",
