@@ -443,12 +443,13 @@ fn curl_reaches_the_named_host_of_its_profile_and_no_other() {
     let ws = Workspace::new("t-curl");
     let wait = std::time::Duration::from_secs(15);
     let (port, allowed) = http_server(0, wait);
-    // A profile extending the shipped one with one named host: localhost, from /etc/hosts.
+    // A profile extending the shipped one with one named host: localhost, from /etc/hosts, so
+    // no DNS is needed (the VM has no name server, and guard refuses `dns = true` without one).
     let profile = write_profile(
         &ws.dir,
         "api",
         &format!(
-            "name = \"api\"\nextends = [\"curl\"]\n[network]\nconnect = [\"localhost:{port}\"]\n"
+            "name = \"api\"\nextends = [\"curl\"]\n[network]\nconnect = [\"localhost:{port}\"]\ndns = false\n"
         ),
     );
     let out = ws.exec(
@@ -478,7 +479,12 @@ fn curl_reaches_the_named_host_of_its_profile_and_no_other() {
     let out = ws.exec(&profile, &["curl", "-sS", "--max-time", "5", &url]);
     assert_ne!(out.code(), 0, "{out}");
     assert!(!server.join().unwrap(), "the other service was reached");
-    assert!(out.stderr.contains("guard: denied"), "{out}");
+    // Landlock's port rules refuse first where the kernel has them (ABI 4), and report it
+    // only from ABI 7; elsewhere the eBPF hook refuses and reports.
+    let abi = crate::support::landlock_abi();
+    if !(4..7).contains(&abi) {
+        assert!(out.stderr.contains("guard: denied"), "{out}");
+    }
     // And credentials stay unreadable: curl cannot upload the key (Landlock refuses the read;
     // the upload never starts, so no server is needed).
     let key = ws.key();

@@ -170,10 +170,11 @@ fn observe(
     from: &str,
     work: &Path,
 ) -> Result<(u8, Observed, SystemTime), LearnError> {
-    // A name is looked up on the search path; a path is made absolute, since the learning
-    // profile lives elsewhere.
+    // A name is looked up on the search path; a path is made absolute (against the caller's
+    // directory, not --workdir), since the learning profile lives elsewhere.
     let from_ref = if from.contains('/') || from.ends_with(".toml") {
-        expand.cwd.join(from).display().to_string()
+        let here = std::env::current_dir().unwrap_or_else(|_| expand.cwd.clone());
+        here.join(from).display().to_string()
     } else {
         from.to_owned()
     };
