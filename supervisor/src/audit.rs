@@ -76,6 +76,18 @@ pub enum AuditError {
     AfterFailedWrite { path: PathBuf },
     #[error("the audit log {} is not a regular file ({kind}); refusing to write evidence there", path.display())]
     NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "the audit log {} has {links} names (hard links); another name could lie in a sandbox's \
+         write paths, so refusing to write evidence there",
+        path.display()
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+    #[error(
+        "the audit log {} is a symlink or lies beneath one; guard never follows a link to its log \
+         (give the real path)",
+        path.display()
+    )]
+    Symlinked { path: PathBuf },
     #[error("the audit log's host key")]
     Key(#[from] seal::KeyError),
 }
@@ -195,7 +207,8 @@ impl AuditLog {
     /// run's seal is signed with.
     ///
     /// # Errors
-    /// [`AuditError::Open`], [`AuditError::NotRegular`], [`AuditError::Key`].
+    /// [`AuditError::Open`], [`AuditError::NotRegular`], [`AuditError::HardLinked`],
+    /// [`AuditError::Symlinked`], [`AuditError::Key`].
     pub fn open(
         path: Option<&Path>,
         sandbox_id: &str,
@@ -650,10 +663,16 @@ fn open_regular(path: &Path) -> Result<File, AuditError> {
         )
         .mode(Mode::from_bits_truncate(0o600))
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = openat2(nix::fcntl::AT_FDCWD, path, how)
-        .map_err(|errno| open_error(std::io::Error::from(errno)))?;
+    let fd = openat2(nix::fcntl::AT_FDCWD, path, how).map_err(|errno| match errno {
+        // RESOLVE_NO_SYMLINKS and O_NOFOLLOW both answer a link with ELOOP.
+        nix::errno::Errno::ELOOP => AuditError::Symlinked {
+            path: path.to_owned(),
+        },
+        errno => open_error(std::io::Error::from(errno)),
+    })?;
     let file = File::from(fd);
-    let kind = file.metadata().map_err(open_error)?.file_type();
+    let meta = file.metadata().map_err(open_error)?;
+    let kind = meta.file_type();
     if !kind.is_file() {
         use std::os::unix::fs::FileTypeExt as _;
         let kind = if kind.is_char_device() || kind.is_block_device() {
@@ -668,6 +687,15 @@ fn open_regular(path: &Path) -> Result<File, AuditError> {
         return Err(AuditError::NotRegular {
             path: path.to_owned(),
             kind,
+        });
+    }
+    // The check that no sandbox may write the log compares paths: a second name for the same
+    // file (a hard link made in a write path) would pass it and let the tool rewrite the log.
+    let links = std::os::unix::fs::MetadataExt::nlink(&meta);
+    if links != 1 {
+        return Err(AuditError::HardLinked {
+            path: path.to_owned(),
+            links,
         });
     }
     Ok(file)

@@ -167,8 +167,12 @@ fn the_log_is_a_regular_file_opened_without_following_symlinks() {
     std::os::unix::fs::symlink(&victim, &link).expect("symlink");
     let fifo = dir.path().join("fifo.jsonl");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+    // A second name for the victim, as a tool could make in its write paths.
+    let hard = dir.path().join("hard.jsonl");
+    std::fs::hard_link(&victim, &hard).expect("hard link");
     for (log, want) in [
-        (link.clone(), "opening the audit log"),
+        (link.clone(), "is a symlink or lies beneath one"),
+        (hard.clone(), "has 2 names (hard links)"),
         (fifo.clone(), "not a regular file (a FIFO)"),
         // Refused before it is opened: base grants writes on /dev/null, and a log the tool can
         // write is refused too.
