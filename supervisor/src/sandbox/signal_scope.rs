@@ -46,11 +46,15 @@ pub fn inside(target: &Target, sandbox: &Path) -> bool {
             let Ok(entries) = std::fs::read_dir("/proc") else {
                 return false;
             };
-            entries
+            let members: Vec<i32> = entries
                 .filter_map(Result::ok)
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|pid| process_group(*pid as u32) == Some(*pgid))
-                .all(|pid| pid_inside(pid, sandbox))
+                .collect();
+            // A group with no member seen is refused, not waved through: a process outside
+            // could join it between this look and the kernel's delivery (the kernel would have
+            // answered ESRCH to a group that stays empty).
+            !members.is_empty() && members.iter().all(|pid| pid_inside(*pid, sandbox))
         }
     }
 }
@@ -101,5 +105,19 @@ mod tests {
         assert!(!inside(&Target::Everyone, Path::new("/")));
         // Our own process is inside the cgroup tree's root.
         assert!(inside(&Target::Pid(me as i32), Path::new("/")));
+    }
+
+    #[test]
+    fn a_group_is_inside_only_with_members_all_inside() {
+        // Our own group has us in it, and everything is beneath the root of the cgroup tree.
+        let own = nix::unistd::getpgrp().as_raw();
+        assert!(inside(&Target::Group(own), Path::new("/")));
+        // No such group: nothing to check, so refused (fail closed), whatever the sandbox.
+        assert!(!inside(&Target::Group(i32::MAX - 7), Path::new("/")));
+        // A cgroup none of them is in.
+        assert!(!inside(
+            &Target::Group(own),
+            Path::new("/no-such-cgroup-of-guard")
+        ));
     }
 }
