@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::support::{Run, TempDir, guard_with_env, require_root};
+use crate::tool_fixtures::{head_of, host, http_once, require_tool};
 
 /// A learning workspace: `work` (the command's directory), `home` and `tmp`, and `outside`,
 /// which no workflow touches.
@@ -188,18 +189,6 @@ fn denied(out: &Run, records: &[serde_json::Value], needle: &str) -> bool {
         .any(|l| l.contains("guard: denied") && l.contains(needle))
 }
 
-macro_rules! require_tool {
-    ($tool:expr) => {
-        if !Path::new($tool).exists() {
-            eprintln!(
-                "skipping: {} is not installed here (the VM's userland has no such package)",
-                $tool
-            );
-            return;
-        }
-    };
-}
-
 #[test]
 fn a_learned_python_profile_runs_the_script_and_denies_the_key_and_writes_outside() {
     require_root!();
@@ -257,35 +246,6 @@ fn a_learned_python_profile_runs_the_script_and_denies_the_key_and_writes_outsid
     assert!(denied(&out, &records, "outside/stolen"), "{out}");
 }
 
-/// A one-request HTTP server on loopback (on `port`, or any): answers `hello` once within
-/// `wait`, and says whether anyone reached it.
-fn http_server(port: u16, wait: std::time::Duration) -> (u16, std::thread::JoinHandle<bool>) {
-    use std::io::{Read as _, Write as _};
-    // std sets SO_REUSEADDR, so the learned port can be bound again after the learning run.
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let handle = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < deadline {
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    stream.set_nonblocking(false).unwrap();
-                    let mut buf = [0u8; 1024];
-                    let _ = stream.read(&mut buf);
-                    let _ = stream.write_all(
-                        b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n",
-                    );
-                    return true;
-                }
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            }
-        }
-        false
-    });
-    (port, handle)
-}
-
 #[test]
 fn a_learned_curl_profile_reaches_its_server_and_no_other() {
     require_root!();
@@ -298,7 +258,7 @@ fn a_learned_curl_profile_reaches_its_server_and_no_other() {
             .map(|s| s.to_string())
             .collect()
     };
-    let (port, server) = http_server(0, wait);
+    let (port, server) = http_once(0, wait);
     let url = format!("http://127.0.0.1:{port}/");
     let args = curl(&url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -314,7 +274,7 @@ fn a_learned_curl_profile_reaches_its_server_and_no_other() {
     );
 
     // The learned server again: reached, nothing denied.
-    let (_, server) = http_server(port, wait);
+    let (_, server) = http_once(port, wait);
     let (out, records) = ws.exec_in(&profile, &ws.work, &args);
     assert!(
         server.join().unwrap(),
@@ -328,7 +288,7 @@ fn a_learned_curl_profile_reaches_its_server_and_no_other() {
 
     // Another server on loopback, as an exfiltration target: bare curl reaches it, the
     // learned profile does not, and the server never sees a connection.
-    let (other, server) = http_server(0, wait);
+    let (other, server) = http_once(0, wait);
     let other_url = format!("http://127.0.0.1:{other}/");
     let bare = std::process::Command::new("/usr/bin/curl")
         .args(["-sS", "--max-time", "5", &other_url])
@@ -336,7 +296,7 @@ fn a_learned_curl_profile_reaches_its_server_and_no_other() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&bare.stdout), "hello\n");
     assert!(server.join().unwrap());
-    let (_, server) = http_server(other, std::time::Duration::from_secs(3));
+    let (_, server) = http_once(other, std::time::Duration::from_secs(3));
     let forbidden = curl(&other_url);
     let forbidden: Vec<&str> = forbidden.iter().map(String::as_str).collect();
     let (out, records) = ws.exec_in(&profile, &ws.work, &forbidden);
@@ -352,30 +312,6 @@ fn a_learned_curl_profile_reaches_its_server_and_no_other() {
         );
     }
     assert!(!server.join().unwrap(), "the forbidden server was reached");
-}
-
-/// Runs a host command for a fixture, panicking with its output when it fails.
-fn host(cwd: &Path, env: &[(&str, String)], cmd: &[&str]) {
-    let out = std::process::Command::new(cmd[0])
-        .args(&cmd[1..])
-        .current_dir(cwd)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The commit a bare repository's HEAD points at.
-fn head_of(repo: &Path) -> String {
-    let out = std::process::Command::new("git")
-        .args(["--git-dir", repo.to_str().unwrap(), "rev-parse", "HEAD"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]

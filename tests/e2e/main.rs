@@ -33,5 +33,6 @@ mod profiles;
 mod scripts;
 mod sockets;
 mod support;
+mod tool_fixtures;
 mod tools;
 mod vm;

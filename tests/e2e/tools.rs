@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{Run, TempDir, guard_with_env, require_root, write_profile};
+use crate::tool_fixtures::{head_of, host, http_once, require_tool};
 
 /// A workspace with a private `${HOME}` holding a fake SSH key, and a directory outside it.
 struct Workspace {
@@ -76,18 +77,6 @@ impl Workspace {
             .unwrap()
             .into()
     }
-}
-
-macro_rules! require_tool {
-    ($tool:expr) => {
-        if !Path::new($tool).exists() {
-            eprintln!(
-                "skipping: {} is not installed here (the VM's userland has no such package)",
-                $tool
-            );
-            return;
-        }
-    };
 }
 
 #[test]
@@ -204,39 +193,18 @@ with zipfile.ZipFile({wheel:?}, "w") as z:
     assert!(out.stderr.contains("Permission denied"), "{out}");
 }
 
-/// Runs a host command (fixtures), panicking with its stderr when it fails.
-fn host(cwd: &Path, cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn head_of(repo: &Path) -> String {
-    let out = Command::new("git")
-        .args(["--git-dir", repo.to_str().unwrap(), "rev-parse", "HEAD"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn git_clones_commits_and_pushes_inside_the_workspace_only() {
     require_root!();
     require_tool!("/usr/bin/git");
     let ws = Workspace::new("t-git");
     let seed = ws.dir.mkdir("seed");
-    host(&seed, &["git", "init", "-q", "-b", "main"]);
+    host(&seed, &[], &["git", "init", "-q", "-b", "main"]);
     fs::write(seed.join("README"), "seed\n").unwrap();
-    host(&seed, &["git", "add", "README"]);
+    host(&seed, &[], &["git", "add", "README"]);
     host(
         &seed,
+        &[],
         &[
             "git",
             "-c",
@@ -250,10 +218,12 @@ fn git_clones_commits_and_pushes_inside_the_workspace_only() {
     );
     host(
         ws.dir.path(),
+        &[],
         &["git", "clone", "-q", "--bare", "seed", "work/origin.git"],
     );
     host(
         ws.dir.path(),
+        &[],
         &["git", "clone", "-q", "--bare", "seed", "outside/other.git"],
     );
     let before = head_of(&ws.work.join("origin.git"));
@@ -282,11 +252,13 @@ fn git_clones_commits_and_pushes_inside_the_workspace_only() {
     let copy = ws.dir.path().join("copy.git");
     host(
         ws.dir.path(),
+        &[],
         &["cp", "-a", other.to_str().unwrap(), copy.to_str().unwrap()],
     );
     let copied = head_of(&copy);
     host(
         &ws.work.join("clone"),
+        &[],
         &["git", "push", "-q", copy.to_str().unwrap(), "HEAD:main"],
     );
     assert_ne!(head_of(&copy), copied, "the bare push did not land");
@@ -329,6 +301,7 @@ fn node_runs_npm_init_installs_a_local_tarball_and_cannot_read_the_key() {
     let tarball = ws.work.join("greet-1.0.0.tgz");
     host(
         &ws.dir.path().join("greet"),
+        &[],
         &["tar", "czf", tarball.to_str().unwrap(), "package"],
     );
     fs::write(
@@ -413,36 +386,13 @@ fn cargo_makes_and_builds_a_crate_offline_and_writes_nowhere_else() {
     assert!(out.stderr.contains("guard: denied"), "{out}");
 }
 
-/// An HTTP server answering `hello` once on loopback (`port`, or any), and whether it was reached.
-fn http_server(port: u16, wait: std::time::Duration) -> (u16, std::thread::JoinHandle<bool>) {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let handle = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < deadline {
-            if let Ok((mut stream, _)) = listener.accept() {
-                stream.set_nonblocking(false).unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = stream.read(&mut buf);
-                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        false
-    });
-    (port, handle)
-}
-
 #[test]
 fn curl_reaches_the_named_host_of_its_profile_and_no_other() {
     require_root!();
     require_tool!("/usr/bin/curl");
     let ws = Workspace::new("t-curl");
     let wait = std::time::Duration::from_secs(15);
-    let (port, allowed) = http_server(0, wait);
+    let (port, allowed) = http_once(0, wait);
     // A profile extending the shipped one with one named host: localhost, from /etc/hosts, so
     // no DNS is needed (the VM has no name server, and guard refuses `dns = true` without one).
     let profile = write_profile(
@@ -470,12 +420,12 @@ fn curl_reaches_the_named_host_of_its_profile_and_no_other() {
     assert_eq!(out.stdout, "hello\n", "{out}");
 
     // The injected variant: another service on the same host. Bare curl reaches it.
-    let (other, server) = http_server(0, wait);
+    let (other, server) = http_once(0, wait);
     let url = format!("http://localhost:{other}/");
     let bare = ws.bare(&["curl", "-sS", "--max-time", "5", &url]);
     assert_eq!(bare.stdout, "hello\n", "{bare}");
     assert!(server.join().unwrap());
-    let (_, server) = http_server(other, std::time::Duration::from_secs(3));
+    let (_, server) = http_once(other, std::time::Duration::from_secs(3));
     let out = ws.exec(&profile, &["curl", "-sS", "--max-time", "5", &url]);
     assert_ne!(out.code(), 0, "{out}");
     assert!(!server.join().unwrap(), "the other service was reached");

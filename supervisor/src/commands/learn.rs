@@ -172,7 +172,7 @@ fn observe(
 ) -> Result<(u8, Observed, SystemTime), LearnError> {
     // A name is looked up on the search path; a path is made absolute (against the caller's
     // directory, not --workdir), since the learning profile lives elsewhere.
-    let from_ref = if from.contains('/') || from.ends_with(".toml") {
+    let from_ref = if crate::profile::lookup::is_path(from) {
         let here = std::env::current_dir().unwrap_or_else(|_| expand.cwd.clone());
         here.join(from).display().to_string()
     } else {

@@ -467,11 +467,21 @@ impl Daemon {
             return;
         }
         let mut fds = fds;
+        // A request that asks for events without sending their descriptor is refused below (four
+        // are expected then, five arrived, or the reverse): a harness must never believe it gets
+        // a stream that is not there.
         let events = if request.events && fds.len() == protocol::MAX_EXEC_FDS {
             fds.pop()
         } else {
             None
         };
+        if request.events && events.is_none() {
+            let message = "an exec request with events must carry its event stream as a fifth \
+                           descriptor"
+                .to_owned();
+            let _ = wire::send(&stream, &Response::Refused { message }).await;
+            return;
+        }
         let Ok([stdin, stdout, stderr, cwd]) = <[OwnedFd; 4]>::try_from(fds) else {
             let message = format!(
                 "an exec request must carry {} descriptors (stdin, stdout, stderr, cwd), and \

@@ -16,8 +16,8 @@ pub struct Narrowing {
     /// No network at all: no connect, bind, unix path or DNS (so no IP socket can be created).
     #[serde(default)]
     pub no_network: bool,
-    /// Nothing writable except device files (`/dev/null` and the like): every other write path
-    /// becomes a read path.
+    /// Nothing writable except character devices (`/dev/null` and the like): every other write
+    /// path, `/dev/shm` included, becomes a read path.
     #[serde(default)]
     pub read_only: bool,
 }
@@ -34,7 +34,7 @@ impl Narrowing {
         if self.read_only {
             let writes = std::mem::take(&mut profile.filesystem.write);
             for path in writes {
-                if path.as_str().starts_with("/dev/") {
+                if is_device_file(path.as_str()) {
                     profile.filesystem.write.push(path);
                 } else {
                     profile.filesystem.read.push(path);
@@ -54,6 +54,16 @@ impl Narrowing {
         }
         names
     }
+}
+
+/// Whether a write path is a device file (`/dev/null`, `/dev/tty`): written, never a place to
+/// store anything. A directory under /dev (`/dev/shm`, a tmpfs) is storage, and so is anything
+/// a variable names.
+fn is_device_file(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    path.starts_with("/dev/")
+        && !path.contains('$')
+        && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 #[cfg(test)]
