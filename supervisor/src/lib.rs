@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod dns;
 pub mod ebpf;
 pub mod enforcement;
 pub mod host;

@@ -104,6 +104,12 @@ pub const FLAG_KILL_SANDBOX: u32 = 1 << 2;
 /// Header flag: an IPv4 address reached through an IPv6 socket (`::ffff:a.b.c.d`), checked
 /// against the IPv4 rules.
 pub const FLAG_V4_MAPPED: u32 = 1 << 3;
+/// Header flag (network events): DNS to port 53, sent to the sandbox's DNS gate instead of the
+/// address in the record (which is where the tool sent it).
+pub const FLAG_DNS_GATE: u32 = 1 << 4;
+/// Header flag (network events): allowed by an address the DNS gate learned from a permitted
+/// answer, not by a listed address.
+pub const FLAG_LEARNED: u32 = 1 << 5;
 
 /// Common first part of every record.
 #[repr(C)]
@@ -224,10 +230,12 @@ pub enum ProbeError {
     NoOffsets = 4,
     /// A watched sandbox has no ring buffer registered.
     NoRing = 5,
+    /// A map update failed (the DNS gate's socket origins).
+    MapUpdate = 6,
 }
 
 /// Number of `PROBE_ERRORS` counters.
-pub const PROBE_ERROR_COUNT: u32 = 6;
+pub const PROBE_ERROR_COUNT: u32 = 7;
 
 // The ABI: both sides compile these same assertions, so a layout change cannot go unnoticed.
 const _: () = assert!(size_of::<EventHeader>() == 48);

@@ -34,6 +34,8 @@ pub mod names {
     /// `LpmTrie<Net4Key, PortRules>` and `LpmTrie<Net6Key, PortRules>`: network rules.
     pub const NET4: &str = "NET4";
     pub const NET6: &str = "NET6";
+    /// `HashMap<LearnedKey, LearnedValue>`: addresses the DNS gate learned from answers.
+    pub const LEARNED: &str = "LEARNED";
     /// `HashMap<ExecKey, u32>`: executable files and trees per sandbox.
     pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
     /// `HashMap<ScriptKey, u32>`: listed `#!` scripts per sandbox and interpreter.
@@ -47,6 +49,11 @@ pub mod names {
     pub const SENDMSG6: &str = "guard_sendmsg6";
     pub const BIND4: &str = "guard_bind4";
     pub const BIND6: &str = "guard_bind6";
+    /// The hooks that show a socket redirected to the DNS gate its original peer.
+    pub const RECVMSG4: &str = "guard_recvmsg4";
+    pub const RECVMSG6: &str = "guard_recvmsg6";
+    pub const GETPEERNAME4: &str = "guard_getpeername4";
+    pub const GETPEERNAME6: &str = "guard_getpeername6";
     /// The BPF LSM exec hook (used where BPF LSM loads) and the hook it attaches to.
     pub const LSM_BPRM_CHECK: &str = "guard_bprm_check";
     pub const LSM_BPRM_CHECK_HOOK: &str = "bprm_check_security";

@@ -37,6 +37,49 @@ pub struct SandboxPolicy {
     pub execs_per_minute: u32,
     /// The sandbox's slot in the `EVENT_RINGS` pool of ring buffers.
     pub ring_slot: u32,
+    /// UDP and TCP port of the sandbox's DNS gate on 127.0.0.1; 0 = no gate (then port 53 is
+    /// an ordinary destination).
+    pub dns_port4: u16,
+    /// Port of the gate on ::1; 0 = no IPv6 gate (DNS to an IPv6 server is refused).
+    pub dns_port6: u16,
+    pub _reserved: u32,
+}
+
+/// Port of DNS: every UDP datagram and TCP connect of a sandbox with a gate to this port, at
+/// any address, goes to the gate instead.
+pub const DNS_PORT: u16 = 53;
+
+/// Key of `LEARNED`: an address the DNS gate learned from a permitted answer for one sandbox.
+/// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`), so one map serves both families.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct LearnedKey {
+    pub cgroup_id: u64,
+    pub addr: [u8; 16],
+}
+
+/// Value of `LEARNED`: the ports of the rules whose names answered with the address, until
+/// `expires_ns` (`bpf_ktime_get_ns`, that is CLOCK_MONOTONIC). Expired entries allow nothing;
+/// the gate removes them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LearnedValue {
+    pub expires_ns: u64,
+    pub ports: PortRules,
+    pub _reserved: u32,
+}
+
+/// Value of `GATE_ORIGINS` (keyed by socket cookie): where a socket's DNS traffic was headed
+/// before the hooks sent it to the gate, so replies and `getpeername` show that address.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateOrigin {
+    /// As the socket's family spells it (IPv4 in the first four bytes for AF_INET).
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u16,
+    pub _reserved: u32,
 }
 
 /// One token bucket. Tokens are counted in units of 1/(60e9) token so refilling needs no
@@ -181,7 +224,10 @@ pub struct KernelOffsets {
     pub bprm_filename: u32,
 }
 
-const _: () = assert!(size_of::<SandboxPolicy>() == 24);
+const _: () = assert!(size_of::<SandboxPolicy>() == 32);
+const _: () = assert!(size_of::<LearnedKey>() == 24);
+const _: () = assert!(size_of::<LearnedValue>() == 8 + size_of::<PortRules>() + 4);
+const _: () = assert!(size_of::<GateOrigin>() == 24);
 const _: () = assert!(size_of::<TokenBucket>() == 16);
 const _: () = assert!(size_of::<SandboxState>() == 40);
 const _: () = assert!(size_of::<Net4Key>() == 16);
@@ -203,4 +249,6 @@ mod pod {
     unsafe impl aya::Pod for super::ExecKey {}
     unsafe impl aya::Pod for super::ScriptKey {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::LearnedKey {}
+    unsafe impl aya::Pod for super::LearnedValue {}
 }

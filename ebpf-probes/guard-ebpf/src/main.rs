@@ -1,6 +1,6 @@
 //! guard's eBPF probes, linked into one object (`guard-probes`) that the supervisor embeds.
 //!
-//! One module per event family ([`exec`], [`net`]; [`rate`] holds the token buckets and
+//! One module per event family ([`exec`], [`net`], [`gate`] for DNS; [`rate`] holds the token buckets and
 //! [`wake`] decides when a record wakes the supervisor), plus [`features`]: do-nothing programs
 //! of each program type that `guard doctor` tries to load to learn what this kernel accepts.
 #![no_std]
@@ -15,6 +15,7 @@
 
 mod exec;
 mod features;
+mod gate;
 mod identity;
 mod lsm;
 mod maps;

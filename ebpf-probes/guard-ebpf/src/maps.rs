@@ -14,7 +14,9 @@ use guard_common::{
     SandboxPolicy, SandboxState,
     event::PROBE_ERROR_COUNT,
     names::{EVENT_RING_BYTES, EVENT_RING_SLOTS},
-    policy::{ExecKey, Net4Key, Net6Key, PortRules, ScriptKey},
+    policy::{
+        ExecKey, GateOrigin, LearnedKey, LearnedValue, Net4Key, Net6Key, PortRules, ScriptKey,
+    },
 };
 
 /// The inner map template of [`EVENT_RINGS`]; the supervisor creates rings of this size.
@@ -41,6 +43,17 @@ pub static NET4: LpmTrie<Net4Key, PortRules> = LpmTrie::with_max_entries(65536, 
 /// (cgroup, kind, IPv6 prefix) -> allowed ports.
 #[map]
 pub static NET6: LpmTrie<Net6Key, PortRules> = LpmTrie::with_max_entries(65536, 0);
+
+/// (cgroup, address) -> ports and expiry: addresses the DNS gate learned from answers to
+/// permitted names. Written only by the gate (userspace); the connect hooks read it.
+#[map]
+pub static LEARNED: HashMap<LearnedKey, LearnedValue> = HashMap::with_max_entries(65536, 0);
+
+/// socket cookie -> where its DNS traffic was headed before it was sent to the gate. LRU: a
+/// socket long closed is forgotten first; a forgotten live socket's replies then show the
+/// gate's address, which resolvers reject (the lookup fails, nothing leaks).
+#[map]
+pub static GATE_ORIGINS: LruHashMap<u64, GateOrigin> = LruHashMap::with_max_entries(16384, 0);
 
 /// A UDP destination one sandbox has sent to (kernel-side only; userspace never reads it).
 #[repr(C)]

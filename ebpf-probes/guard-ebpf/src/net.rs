@@ -1,5 +1,9 @@
 //! cgroup `sock_addr` hooks: connect4/6, sendmsg4/6 (UDP without connect) and bind4/6.
 //!
+//! A connect or datagram to port 53 of a sandbox with a DNS gate goes to the gate
+//! ([`crate::gate`]); any other destination must be listed (`NET4`/`NET6`) or learned by the
+//! gate from a permitted answer and not yet expired (`LEARNED`).
+//!
 //! guard attaches them once, to its own cgroup (the parent of every sandbox cgroup), so they
 //! run only for sockets created inside a sandbox and never for the rest of the host. A cgroup
 //! these probes do not know is left alone: it belongs to another build of the probes attached
@@ -26,24 +30,27 @@ use aya_ebpf::{
 };
 use guard_common::{
     EventHeader, EventType, NetData, NetEvent, Rule, SandboxPolicy, Verdict,
-    event::{FLAG_KILL_SANDBOX, FLAG_V4_MAPPED, ProbeError},
+    event::{FLAG_DNS_GATE, FLAG_KILL_SANDBOX, FLAG_LEARNED, FLAG_V4_MAPPED, ProbeError},
     policy::{
-        MAX_PORT_RANGES, NET_KEY_FIXED_BITS, NET_KIND_BIND, NET_KIND_CONNECT, Net4Key, Net6Key,
-        POLICY_AUDIT_NET, POLICY_ENFORCE_NET, POLICY_KILL_ON_NET, PortRules,
+        DNS_PORT, GateOrigin, LearnedKey, MAX_PORT_RANGES, NET_KEY_FIXED_BITS, NET_KIND_BIND,
+        NET_KIND_CONNECT, Net4Key, Net6Key, POLICY_AUDIT_NET, POLICY_ENFORCE_NET,
+        POLICY_KILL_ON_NET, PortRules,
     },
 };
 
+use crate::gate::{self, AF_INET, AF_INET6, GateAddr};
 use crate::identity::current_sandbox;
 use crate::maps::{
-    NET4, NET6, SANDBOX_STATE, UDP_PEERS, UdpPeerKey, count_error, count_lost, ring_of,
+    LEARNED, NET4, NET6, SANDBOX_STATE, UDP_PEERS, UdpPeerKey, count_error, count_lost, ring_of,
 };
 use crate::rate;
 use crate::wake;
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+/// Socket types that reach a DNS server: the gate answers UDP and TCP.
+const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
 
 /// Which hook ran.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,6 +107,13 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
         // registered cgroup.
         return ALLOW;
     };
+    if op != Op::Bind
+        && policy.dns_port4 != 0
+        && target.port == DNS_PORT
+        && (target.sock_type == SOCK_STREAM || target.sock_type == SOCK_DGRAM)
+    {
+        return dns_to_gate(ctx, cgroup_id, &policy, op, &target);
+    }
     let (rule_kind, rule) = match op {
         Op::Bind => (NET_KIND_BIND, Rule::NetworkBind),
         Op::Connect | Op::Send => (NET_KIND_CONNECT, Rule::NetworkConnect),
@@ -108,9 +122,13 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     let mut flags = 0;
     let mut violated = None;
     if policy.flags & POLICY_ENFORCE_NET != 0 {
-        let (allowed, mapped) = allowed_by_rules(cgroup_id, rule_kind, &target);
+        let (mut allowed, mapped) = allowed_by_rules(cgroup_id, rule_kind, &target);
         if mapped {
             flags |= FLAG_V4_MAPPED;
+        }
+        if !allowed && rule_kind == NET_KIND_CONNECT && learned(cgroup_id, &target) {
+            allowed = true;
+            flags |= FLAG_LEARNED;
         }
         if !allowed {
             violated = Some(rule);
@@ -178,6 +196,82 @@ fn decide(ctx: &SockAddrContext, op: Op, family: u16) -> i32 {
     ret
 }
 
+/// Sends a DNS connect or datagram to the sandbox's gate, and records where it was headed.
+/// Never rate-limited or checked against the address rules: nothing of it leaves the host.
+#[inline(always)]
+fn dns_to_gate(
+    ctx: &SockAddrContext,
+    cgroup_id: u64,
+    policy: &guard_common::SandboxPolicy,
+    op: Op,
+    target: &Target,
+) -> i32 {
+    let gate_addr = gate::gate_for(policy, target.family, &target.addr);
+    let origin = GateOrigin {
+        addr: target.addr,
+        port: target.port,
+        family: target.family,
+        _reserved: 0,
+    };
+    let etype = if op == Op::Connect {
+        EventType::Connect
+    } else {
+        EventType::Send
+    };
+    let mut flags = FLAG_DNS_GATE;
+    if gate::is_v4_mapped(target.family, &target.addr) {
+        flags |= FLAG_V4_MAPPED;
+    }
+    if !matches!(gate_addr, GateAddr::None) && gate::to_gate(ctx, gate_addr, origin) {
+        record(
+            cgroup_id,
+            policy,
+            etype,
+            flags,
+            Verdict::Allow,
+            Rule::None,
+            target,
+        );
+        return ALLOW;
+    }
+    // An IPv6 name server and no IPv6 gate (the host has no ::1): refused even in audit mode,
+    // because the only alternative is letting the query out.
+    record(
+        cgroup_id,
+        policy,
+        etype,
+        flags,
+        Verdict::Deny,
+        Rule::NetworkConnect,
+        target,
+    );
+    DENY
+}
+
+/// Whether the gate learned `target`'s address for this sandbox from a permitted answer that
+/// has not expired, on a port of the rule that named it.
+#[inline(always)]
+fn learned(cgroup_id: u64, target: &Target) -> bool {
+    // IPv4 as IPv4-mapped: the key of both families (an IPv6 socket's `::ffff:a.b.c.d` is
+    // already in that form).
+    let mut addr = [0u8; 16];
+    if target.family == AF_INET {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..].copy_from_slice(&target.addr[..4]);
+    } else {
+        addr = target.addr;
+    }
+    let key = LearnedKey { cgroup_id, addr };
+    // SAFETY: a plain lookup; the value is copied at once.
+    let Some(entry) = (unsafe { LEARNED.get(&key) }).copied() else {
+        return false;
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    now < entry.expires_ns && port_allowed(&entry.ports, target.port)
+}
+
 #[inline(always)]
 fn read_target(ctx: &SockAddrContext, family: u16) -> Target {
     let sa = ctx.sock_addr;
@@ -213,8 +307,7 @@ fn read_target(ctx: &SockAddrContext, family: u16) -> Target {
 #[inline(always)]
 fn allowed_by_rules(cgroup_id: u64, kind: u32, target: &Target) -> (bool, bool) {
     let a = &target.addr;
-    let v4_mapped =
-        target.family == AF_INET6 && a[..10] == [0u8; 10] && a[10] == 0xff && a[11] == 0xff;
+    let v4_mapped = gate::is_v4_mapped(target.family, a);
     let rules = if target.family == AF_INET || v4_mapped {
         let start = if v4_mapped { 12 } else { 0 };
         let key = Key::new(

@@ -37,6 +37,8 @@ pub enum AuditEvent {
     Bind,
     /// A datagram sent to an explicit address.
     Send,
+    /// A name looked up through the DNS gate.
+    Dns,
     /// A rule was broken (a denied syscall, file or exec).
     Violation,
     /// A resource or time limit was reached.

@@ -9,7 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
-use guard_common::event::{FLAG_ARGV_TRUNCATED, FLAG_KILL_SANDBOX, FLAG_TRUNCATED, FLAG_V4_MAPPED};
+use guard_common::event::{
+    FLAG_ARGV_TRUNCATED, FLAG_DNS_GATE, FLAG_KILL_SANDBOX, FLAG_LEARNED, FLAG_TRUNCATED,
+    FLAG_V4_MAPPED,
+};
 use guard_common::{EventHeader, EventType, ExecData, ExecEvent, NetData, NetEvent, Rule, Verdict};
 
 /// A record from the probes.
@@ -95,6 +98,10 @@ pub struct NetRecord {
     pub protocol: u16,
     /// An IPv4 address reached through an IPv6 socket.
     pub v4_mapped: bool,
+    /// DNS sent to the sandbox's gate instead of `addr`.
+    pub dns_gate: bool,
+    /// Allowed by an address the DNS gate learned, not a listed one.
+    pub learned: bool,
 }
 
 impl NetRecord {
@@ -189,6 +196,8 @@ fn net_record(header: EventHeader, op: NetOp, data: &NetData) -> NetRecord {
         sock_type: data.sock_type,
         protocol: data.protocol,
         v4_mapped: header.flags & FLAG_V4_MAPPED != 0,
+        dns_gate: header.flags & FLAG_DNS_GATE != 0,
+        learned: header.flags & FLAG_LEARNED != 0,
     }
 }
 

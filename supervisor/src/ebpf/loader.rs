@@ -13,7 +13,9 @@ use aya::maps::{ArrayOfMaps, HashMap, LpmTrie, Map, MapData, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
 use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use guard_common::policy::{ExecKey, Net4Key, Net6Key, PortRules, ScriptKey};
+use guard_common::policy::{
+    ExecKey, LearnedKey, LearnedValue, Net4Key, Net6Key, PortRules, ScriptKey,
+};
 use guard_common::{SandboxPolicy, SandboxState, names};
 
 use super::events::{EventError, ProbeEvent, parse_record};
@@ -35,18 +37,23 @@ pub fn object_bytes() -> &'static [u8] {
 }
 
 /// The cgroup `sock_addr` programs attached below guard's cgroup.
-const NETWORK_PROGRAMS: [&str; 6] = [
+const NETWORK_PROGRAMS: [&str; 10] = [
     names::CONNECT4,
     names::CONNECT6,
     names::SENDMSG4,
     names::SENDMSG6,
     names::BIND4,
     names::BIND6,
+    names::RECVMSG4,
+    names::RECVMSG6,
+    names::GETPEERNAME4,
+    names::GETPEERNAME6,
 ];
 
 /// The maps a sandbox writes its entries into.
-const SHARED_MAPS: [&str; 8] = [
+const SHARED_MAPS: [&str; 9] = [
     names::SANDBOXES,
+    names::LEARNED,
     names::SANDBOX_STATE,
     names::NET4,
     names::NET6,
@@ -75,6 +82,7 @@ pub struct Probes {
     pub(super) net6: LpmTrie<MapData, Net6Key, PortRules>,
     pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
     pub(super) scripts: HashMap<MapData, ScriptKey, u32>,
+    pub(super) learned: HashMap<MapData, LearnedKey, LearnedValue>,
     /// The ring pool ([`super::ring_pool`]).
     pub(super) rings: ArrayOfMaps<MapData, RingBuf<MapData>>,
 }
@@ -116,9 +124,15 @@ impl Probes {
             net6: open_pinned(dir, names::NET6)?,
             exec_allow: open_pinned(dir, names::EXEC_ALLOW)?,
             scripts: open_pinned(dir, names::SCRIPTS)?,
+            learned: open_pinned(dir, names::LEARNED)?,
             rings: open_pinned(dir, names::EVENT_RINGS)?,
         })
     }
+}
+
+/// The `LEARNED` map of the probes pinned in `dir`, for a sandbox's DNS gate.
+pub fn open_learned(dir: &Path) -> Result<HashMap<MapData, LearnedKey, LearnedValue>, EbpfError> {
+    open_pinned(dir, names::LEARNED)
 }
 
 /// Opens the map pinned as `dir/name` as the typed map `T`.

@@ -82,25 +82,12 @@ pub fn net_entries(cgroup_id: u64, rules: &[NetRule]) -> Result<NetEntries, Rule
             continue;
         }
         // Every rule of the same kind whose network contains this one applies to its addresses.
-        let mut ranges: Vec<Ports> = rules
+        let ranges: Vec<Ports> = rules
             .iter()
             .filter(|other| other.kind == rule.kind && other.net.trunc().contains(&net))
             .map(|other| other.ports)
             .collect();
-        let ranges = merge(&mut ranges);
-        if ranges.len() > MAX_PORT_RANGES {
-            return Err(RuleError::TooManyPortRanges { net });
-        }
-        let mut value = PortRules {
-            count: ranges.len() as u32,
-            ..PortRules::default()
-        };
-        for (slot, ports) in value.ranges.iter_mut().zip(&ranges) {
-            *slot = PortRange {
-                first: ports.first,
-                last: ports.last,
-            };
-        }
+        let value = port_rules(&ranges).ok_or(RuleError::TooManyPortRanges { net })?;
         let kind = match rule.kind {
             RuleKind::Connect => NET_KIND_CONNECT,
             RuleKind::Bind => NET_KIND_BIND,
@@ -132,6 +119,25 @@ pub fn net_entries(cgroup_id: u64, rules: &[NetRule]) -> Result<NetEntries, Rule
         }
     }
     Ok(entries)
+}
+
+/// `ports` merged into one map value, or `None` when more than [`MAX_PORT_RANGES`] remain.
+pub fn port_rules(ports: &[Ports]) -> Option<PortRules> {
+    let ranges = merge(&mut ports.to_vec());
+    if ranges.len() > MAX_PORT_RANGES {
+        return None;
+    }
+    let mut value = PortRules {
+        count: ranges.len() as u32,
+        ..PortRules::default()
+    };
+    for (slot, ports) in value.ranges.iter_mut().zip(&ranges) {
+        *slot = PortRange {
+            first: ports.first,
+            last: ports.last,
+        };
+    }
+    Some(value)
 }
 
 /// `::ffff:a.b.c.d/n` (n >= 96) as the IPv4 rule `a.b.c.d/(n-96)`.
@@ -195,6 +201,10 @@ pub fn sandbox_policy(plan: &Plan, sandbox_id: u64) -> Result<SandboxPolicy, Rul
         execs_per_minute: rate("execs_per_minute", plan.ebpf.execs_per_minute)?,
         // Filled in by `RegisteredSandbox::register` once it holds a slot.
         ring_slot: 0,
+        // Filled in by `sandbox::probes::attach` with the gate's ports.
+        dns_port4: 0,
+        dns_port6: 0,
+        _reserved: 0,
     })
 }
 

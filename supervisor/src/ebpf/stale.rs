@@ -73,6 +73,12 @@ impl Probes {
                 .filter_map(Result::ok)
                 .map(|k| k.cgroup_id),
         );
+        ids.extend(
+            self.learned
+                .keys()
+                .filter_map(Result::ok)
+                .map(|k| k.cgroup_id),
+        );
         ids
     }
 
@@ -113,6 +119,12 @@ impl Probes {
         for key in exec {
             if ids.contains(&key.cgroup_id) {
                 note(key.cgroup_id, self.exec_allow.remove(&key));
+            }
+        }
+        let learned: Vec<_> = self.learned.keys().filter_map(Result::ok).collect();
+        for key in learned {
+            if ids.contains(&key.cgroup_id) {
+                note(key.cgroup_id, self.learned.remove(&key));
             }
         }
         first_error.map_or(Ok(()), Err)

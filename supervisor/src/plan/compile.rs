@@ -20,8 +20,9 @@ use crate::profile::ResolvedProfile;
 use crate::profile::expand::{ExpandContext, ExpandError, Template};
 use crate::profile::lookup::DYNAMIC_LOADERS;
 
-/// Port of DNS over TCP, opened for Landlock when `network.dns` is on (answers too large for UDP
-/// fall back to TCP; which resolver may be reached is still the eBPF layer's decision).
+/// Port of DNS over TCP, opened for Landlock when the sandbox has a DNS gate: the probes send
+/// every TCP connect to port 53 to the gate, whatever address it names (Landlock sees the
+/// connect before they re-address it).
 const DNS_PORT: u16 = 53;
 
 /// Maps `process.user` to ids.
@@ -168,8 +169,9 @@ impl Plan {
             grants.entry(path.clone()).or_default().execute = true;
         }
         let dns = p.network.dns.unwrap_or(false);
+        let dns_gate = dns || !p.network.connect.is_empty();
         let mut tcp_connect = ports(&p.network.connect);
-        if dns {
+        if dns_gate {
             tcp_connect.push(PortRange {
                 first: DNS_PORT,
                 last: DNS_PORT,
@@ -260,6 +262,7 @@ impl Plan {
             bind: p.network.bind.clone(),
             unix: expand_all("network.unix", &p.network.unix, &ctx.expand)?,
             dns,
+            dns_gate,
             connects_per_minute: p.limits.connects_per_minute,
             execs_per_minute: p.limits.execs_per_minute,
         };

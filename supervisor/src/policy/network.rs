@@ -28,8 +28,12 @@ impl fmt::Display for Ports {
 /// The address part of a `network.connect`/`network.bind` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
-    /// A DNS name, resolved when the sandbox starts.
+    /// A DNS name: its addresses are learned from answers through the DNS gate (or taken from
+    /// the host's /etc/hosts, which no query reaches).
     Name(String),
+    /// `*.suffix`: every name below `suffix` (one label or more), not `suffix` itself. Holds
+    /// the suffix without `*.`.
+    Pattern(String),
     /// One IPv4 or IPv6 address.
     Addr(IpAddr),
     /// A CIDR block (host bits are zero).
@@ -48,6 +52,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             Host::Name(n) => write!(f, "{n}:{}", self.ports),
+            Host::Pattern(suffix) => write!(f, "*.{suffix}:{}", self.ports),
             Host::Addr(IpAddr::V4(a)) => write!(f, "{a}:{}", self.ports),
             Host::Addr(IpAddr::V6(a)) => write!(f, "[{a}]:{}", self.ports),
             Host::Net(IpNet::V4(n)) => write!(f, "{n}:{}", self.ports),
@@ -106,8 +111,25 @@ impl FromStr for Endpoint {
     }
 }
 
-/// Parses an IPv4 host part: CIDR, address or DNS name.
+/// Parses an IPv4 host part: CIDR, address, DNS name or `*.suffix` pattern.
 fn parse_host(host: &str) -> Result<Host, String> {
+    if let Some(suffix) = host.strip_prefix("*.") {
+        validate_dns_name(suffix)?;
+        // `*.com` would let a tool resolve (and so reach and exfiltrate to) most of the
+        // internet: a pattern must name at least a registered domain.
+        if !suffix.contains('.') {
+            return Err(format!(
+                "`{host}` is too broad: a pattern needs at least two labels after `*.` \
+                 (`*.example.com`)"
+            ));
+        }
+        return Ok(Host::Pattern(suffix.to_ascii_lowercase()));
+    }
+    if host.contains('*') {
+        return Err(format!(
+            "`{host}`: `*` may only stand first, as a whole label (`*.example.com`)"
+        ));
+    }
     if host.contains('/') {
         return Ok(Host::Net(parse_net(host)?));
     }

@@ -30,6 +30,8 @@ use super::syscall_denials::{self, Answer, Denial, SyscallListener};
 use super::teardown::StartGuard;
 use super::{exit, monitor::Monitor};
 use crate::audit::{AuditEvent, AuditLog, Enforcer, Verdict};
+use crate::dns::learned::{Learned, LearnedNames};
+use crate::dns::{BoundGate, GateConfig, RunningGate};
 use crate::enforcement::{self, HostView, Refusal};
 use crate::plan::{Mode, Plan};
 
@@ -59,6 +61,8 @@ pub enum LaunchError {
     NulByte,
     #[error("the event stream (--events)")]
     Events(#[source] std::io::Error),
+    #[error("starting the DNS gate")]
+    DnsGate(#[source] std::io::Error),
     #[error("preparing the Landlock ruleset")]
     Landlock(#[from] sandbox_landlock::LandlockError),
     #[error("refusing to run with less protection than the profile asks for: {}", join(.0))]
@@ -214,7 +218,14 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     //    needs them), keyed by the cgroup's id, before anything runs in it. Then the enforcement
     //    model decides, with what was really set up, whether every part of the profile is
     //    enforced here or accepted weaker by name; otherwise nothing runs.
-    let probe_status = attach_probes(plan, cgroup.as_ref(), &mut start)?;
+    //    The DNS gate's sockets first: the policy names their ports (see `crate::dns`).
+    let dns_gate = if plan.ebpf.dns_gate {
+        Some(BoundGate::bind().map_err(LaunchError::DnsGate)?)
+    } else {
+        None
+    };
+    let dns_ports = dns_gate.as_ref().map_or((0, 0), BoundGate::ports);
+    let probe_status = attach_probes(plan, cgroup.as_ref(), &mut start, dns_ports)?;
     let host = HostView {
         landlock_abi,
         bpf_lsm: start
@@ -360,6 +371,17 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         drop(start);
         return Err(err.into());
     }
+    // 10c. The DNS gate serves before the command's first query.
+    let dns_gate = match dns_gate {
+        Some(gate) => match start_gate(gate, plan, &start, cgroup.cgroup2_id(), enforce) {
+            Ok(running) => Some(running),
+            Err(err) => {
+                drop(start);
+                return Err(LaunchError::DnsGate(err));
+            }
+        },
+        None => None,
+    };
     if let Err(err) = write_go(go_write) {
         drop(start);
         return Err(child_failure_or(report_read, LaunchError::Release(err)));
@@ -419,6 +441,9 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
         file_rules,
     );
     monitor.record_syscalls(early_denials);
+    if let Some(gate) = dns_gate {
+        monitor.watch_dns_gate(gate, child.as_raw(), &exe);
+    }
     let ending = supervise::supervise(
         child,
         &signals,
@@ -430,6 +455,7 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
     );
     let cleanup = cgroup.kill_all();
     supervise::Watcher::drain(&mut monitor);
+    monitor.stop_dns_gate();
     let landlock_lost = monitor.finish_landlock();
     monitor.write_folds(true);
     let probe_report = monitor.into_feed().map(|feed| ProbeReport {
@@ -539,8 +565,9 @@ fn attach_probes(
     plan: &Plan,
     cgroup: &dyn CgroupManager,
     start: &mut StartGuard<'_>,
+    dns_ports: (u16, u16),
 ) -> Result<Result<(), String>, LaunchError> {
-    match probes::attach(plan, cgroup) {
+    match probes::attach(plan, cgroup, dns_ports) {
         Ok(attached) => {
             start.probes = Some(attached);
             Ok(Ok(()))
@@ -548,6 +575,34 @@ fn attach_probes(
         Err(AttachError::Policy(err)) => Err(err.into()),
         Err(AttachError::Unavailable(err)) => Ok(Err(error_chain(&err))),
     }
+}
+
+/// Step 10c of [`launch`]: the DNS gate serving, writing what it learns into the probes'
+/// `LEARNED` map (where the probes are attached; without them nothing would reach the gate).
+fn start_gate(
+    gate: BoundGate,
+    plan: &Plan,
+    start: &StartGuard<'_>,
+    cgroup_id: u64,
+    enforce: bool,
+) -> std::io::Result<RunningGate> {
+    let map = match start.probes.as_ref() {
+        Some(p) => Some(
+            crate::ebpf::loader::open_learned(&p.sandbox.probes().pin_dir)
+                .map_err(|e| std::io::Error::other(error_chain(&e)))?,
+        ),
+        None => None,
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let config = GateConfig {
+        names: probes::name_rules(plan),
+        servers: crate::dns::upstream::servers(&resolv),
+        audit: !enforce,
+    };
+    gate.start(
+        config,
+        Learned::new(map, cgroup_id, LearnedNames::default()),
+    )
 }
 
 /// A failed last step of the child. A command the kernel would not execute is a denial like

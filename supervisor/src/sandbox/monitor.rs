@@ -13,6 +13,8 @@ use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
 use super::syscall_denials::{Answer, Denial, SyscallListener};
 use crate::audit::{AuditError, AuditEvent, AuditLog, Enforcer, Verdict};
+use crate::dns::learned::LearnedNames;
+use crate::dns::{GateRecord, RunningGate};
 use crate::ebpf::RegisteredSandbox;
 use crate::plan::LandlockPlan;
 
@@ -38,6 +40,17 @@ pub struct Monitor<'a> {
     printed: u32,
     /// Repeated denials, counted (see `fold`).
     folder: Folder,
+    /// The sandbox's DNS gate, whose decisions become `dns` records.
+    dns: Option<GateFeed>,
+}
+
+/// A running DNS gate and who its records name: queries arrive over the network, so the
+/// record names the command (the sandbox), not the process that asked.
+struct GateFeed {
+    gate: RunningGate,
+    names: LearnedNames,
+    pid: i32,
+    exe: String,
 }
 
 /// How long the end of a run waits for Landlock's last records (its domain's deallocation
@@ -89,6 +102,80 @@ impl<'a> Monitor<'a> {
             landlock,
             printed: 0,
             folder: Folder::default(),
+            dns: None,
+        }
+    }
+
+    /// Records the decisions of the sandbox's DNS gate from now on; `pid` and `exe` are the
+    /// command's.
+    pub fn watch_dns_gate(&mut self, gate: RunningGate, pid: i32, exe: &str) {
+        self.dns = Some(GateFeed {
+            names: gate.names(),
+            gate,
+            pid,
+            exe: exe.to_owned(),
+        });
+    }
+
+    /// Stops the DNS gate (its learned addresses leave the kernel) and records its last
+    /// decisions.
+    pub fn stop_dns_gate(&mut self) {
+        if let Some(feed) = self.dns.take() {
+            let records = feed.gate.stop();
+            self.record_dns(&feed.exe, feed.pid, records);
+        }
+    }
+
+    fn drain_dns(&mut self) {
+        let Some(feed) = self.dns.as_ref() else {
+            return;
+        };
+        let records = feed.gate.records();
+        if !records.is_empty() {
+            let (exe, pid) = (feed.exe.clone(), feed.pid);
+            self.record_dns(&exe, pid, records);
+        }
+    }
+
+    /// One `dns` record per decision of the gate; refusals also on stderr, folded like
+    /// every other denial.
+    fn record_dns(&mut self, exe: &str, pid: i32, records: Vec<GateRecord>) {
+        for record in records {
+            let rule = Some("network.connect");
+            if record.verdict == Verdict::Deny {
+                let key = FoldKey {
+                    event: AuditEvent::Dns,
+                    verdict: record.verdict,
+                    rule: rule.map(str::to_owned),
+                    enforcer: Enforcer::Supervisor,
+                    what: format!("dns {}", record.name),
+                };
+                let detail = record.detail.clone();
+                if self.folder.admit(key, pid, exe, || detail) == Admit::Folded {
+                    continue;
+                }
+                let why = record.detail["why"].as_str().unwrap_or("refused");
+                let asked = if record.name.is_empty() {
+                    "a DNS message".to_owned()
+                } else {
+                    format!("DNS lookup of {}", record.name)
+                };
+                self.say(&format!(
+                    "guard: denied {pid} {exe}: {asked}: {why} (rule network.connect)\n"
+                ));
+            }
+            let written = self.audit.record(
+                AuditEvent::Dns,
+                pid,
+                exe,
+                record.verdict,
+                rule,
+                Enforcer::Supervisor,
+                record.detail,
+            );
+            if let Err(err) = written {
+                fail_closed(self.cgroup, &err);
+            }
         }
     }
 
@@ -408,6 +495,9 @@ impl Watcher for Monitor<'_> {
         if let Some(landlock) = &self.landlock {
             fds.push(landlock.fd());
         }
+        if let Some(feed) = &self.dns {
+            fds.push(feed.gate.fd());
+        }
         fds
     }
 
@@ -431,6 +521,8 @@ impl Watcher for Monitor<'_> {
                 self.record_syscalls(denials);
             }
         }
+        self.drain_dns();
+        let learned_names = self.dns.as_ref().map(|d| d.names.clone());
         let Some(feed) = self.feed.as_mut() else {
             return;
         };
@@ -443,7 +535,15 @@ impl Watcher for Monitor<'_> {
                     continue;
                 }
             };
-            let decision = probe_events::decision(&event, &mut feed.names, &feed.command_exe);
+            let mut decision = probe_events::decision(&event, &mut feed.names, &feed.command_exe);
+            if let (crate::ebpf::ProbeEvent::Net(net), Some(names)) = (&event, &learned_names)
+                && net.learned
+            {
+                decision.learned_name = names
+                    .lock()
+                    .ok()
+                    .and_then(|n| n.get(&net.addr.ip().to_canonical()).cloned());
+            }
             // Repeats of one denial fold into a counted summary (see `fold`); a kill never does.
             if decision.verdict != Verdict::Allow && !event.kills_sandbox() {
                 let key = FoldKey {

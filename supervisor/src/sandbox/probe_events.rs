@@ -31,6 +31,8 @@ pub struct Decision<'a> {
     pub exe: &'a str,
     pub verdict: Verdict,
     pub rule: Option<&'static str>,
+    /// The name a learned destination came from (set by the caller, which knows the gate).
+    pub learned_name: Option<String>,
     source: &'a ProbeEvent,
 }
 
@@ -60,9 +62,15 @@ pub enum Detail<'a> {
         script: Option<String>,
     },
     Net {
+        /// DNS the probes sent to the sandbox's gate (`dst` is where the tool sent it).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        dns_gate: bool,
         #[serde(serialize_with = "as_text")]
         dst: SocketAddr,
         ipv4_mapped: bool,
+        /// For a connect allowed by a learned address: the name whose answer gave it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         op: &'static str,
         protocol: Cow<'static, str>,
     },
@@ -165,6 +173,7 @@ pub fn decision<'a>(
         exe,
         verdict,
         rule: rule_key(event.rule()),
+        learned_name: None,
         source: event,
     }
 }
@@ -193,8 +202,10 @@ impl Decision<'_> {
                 }
             }
             ProbeEvent::Net(net) => Detail::Net {
+                dns_gate: net.dns_gate,
                 dst: net.addr,
                 ipv4_mapped: net.v4_mapped,
+                name: self.learned_name.clone(),
                 op: net.op.as_str(),
                 protocol: net.protocol_name(),
             },
@@ -282,6 +293,8 @@ mod tests {
             sock_type: 1,
             protocol: 6,
             v4_mapped: false,
+            dns_gate: false,
+            learned: false,
         });
         let d = decision(&connect, &mut names, "/bin/sh");
         assert_eq!(d.event, AuditEvent::Violation);

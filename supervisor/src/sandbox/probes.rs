@@ -1,17 +1,17 @@
-//! Putting one sandbox under the eBPF probes: resolve the profile's network rules to
-//! addresses, turn the plan into map entries, open (or load) the shared probes and register the
-//! sandbox's cgroup in them.
-
-use std::net::{IpAddr, ToSocketAddrs as _};
+//! Putting one sandbox under the eBPF probes: turn the profile's network rules into address
+//! rules (names are left to the DNS gate, except those the host's /etc/hosts answers), turn the
+//! plan into map entries, open (or load) the shared probes and register the sandbox's cgroup in
+//! them.
 
 use ipnet::IpNet;
 
 use super::cgroup::CgroupManager;
+use crate::dns::names::NameRules;
 use crate::ebpf::pins::UsersLock;
 use crate::ebpf::rules::{self, NetRule, RuleKind};
 use crate::ebpf::{EbpfError, Probes, RegisteredSandbox, SandboxEntries, Start};
 use crate::plan::Plan;
-use crate::policy::network::{Host, Ports};
+use crate::policy::network::Host;
 
 /// The probes enforcing one sandbox.
 pub struct AttachedProbes {
@@ -26,16 +26,8 @@ pub struct AttachedProbes {
 pub enum PolicyError {
     #[error(transparent)]
     Rule(#[from] rules::RuleError),
-    #[error("network.connect: cannot resolve {name}: {source}")]
-    Unresolvable {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("network.connect: {name} has no addresses")]
-    NoAddresses { name: String },
-    #[error("network.dns = true, but /etc/resolv.conf names no name server")]
-    NoNameServer,
+    #[error("network.bind: `{0}` is a name; bind rules take addresses")]
+    NamedBind(String),
     #[error("the sandbox cgroup has no parent")]
     NoParentCgroup,
 }
@@ -52,12 +44,22 @@ pub enum AttachError {
     Unavailable(#[from] EbpfError),
 }
 
-/// Registers the sandbox in `cgroup` with the policy of `plan`.
-pub fn attach(plan: &Plan, cgroup: &dyn CgroupManager) -> Result<AttachedProbes, AttachError> {
+/// Registers the sandbox in `cgroup` with the policy of `plan`; `dns_ports` are the ports of
+/// its DNS gate on 127.0.0.1 and ::1 (0, 0 without a gate).
+pub fn attach(
+    plan: &Plan,
+    cgroup: &dyn CgroupManager,
+    dns_ports: (u16, u16),
+) -> Result<AttachedProbes, AttachError> {
     let cgroup_id = cgroup.cgroup2_id();
-    let net_rules = network_rules(plan)?;
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let net_rules = network_rules(plan, &hosts)?;
     let net = rules::net_entries(cgroup_id, &net_rules).map_err(PolicyError::from)?;
-    let policy = rules::sandbox_policy(plan, cgroup_id).map_err(PolicyError::from)?;
+    let policy = guard_common::SandboxPolicy {
+        dns_port4: dns_ports.0,
+        dns_port6: dns_ports.1,
+        ..rules::sandbox_policy(plan, cgroup_id).map_err(PolicyError::from)?
+    };
     let exec = rules::exec_entries(cgroup_id, &plan.ebpf.exec_allow);
     let path_var = plan
         .identity
@@ -95,60 +97,39 @@ pub fn attach(plan: &Plan, cgroup: &dyn CgroupManager) -> Result<AttachedProbes,
     })
 }
 
-/// `network.connect`, `network.bind` and DNS as address rules; host names resolved now.
-fn network_rules(plan: &Plan) -> Result<Vec<NetRule>, PolicyError> {
+/// `network.connect` and `network.bind` as address rules. Names and patterns are the DNS
+/// gate's ([`crate::dns`]); only a listed name the host's `/etc/hosts` maps is allowed at the
+/// file's addresses now, because its lookups never reach the gate.
+fn network_rules(plan: &Plan, hosts: &str) -> Result<Vec<NetRule>, PolicyError> {
     let mut out = Vec::new();
     for (kind, entries) in [
         (RuleKind::Connect, &plan.ebpf.connect),
         (RuleKind::Bind, &plan.ebpf.bind),
     ] {
         for endpoint in entries {
-            for net in resolve(&endpoint.host)? {
-                out.push(NetRule {
-                    kind,
-                    net,
-                    ports: endpoint.ports,
-                });
-            }
+            let nets: Vec<IpNet> = match &endpoint.host {
+                Host::Addr(ip) => vec![IpNet::from(*ip)],
+                Host::Net(net) => vec![*net],
+                Host::Name(_) | Host::Pattern(_) if kind == RuleKind::Bind => {
+                    return Err(PolicyError::NamedBind(endpoint.to_string()));
+                }
+                Host::Name(name) => crate::dns::hosts::addresses(hosts, name)
+                    .into_iter()
+                    .map(IpNet::from)
+                    .collect(),
+                Host::Pattern(_) => Vec::new(),
+            };
+            out.extend(nets.into_iter().map(|net| NetRule {
+                kind,
+                net,
+                ports: endpoint.ports,
+            }));
         }
-    }
-    if plan.ebpf.dns {
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let servers = rules::resolvers(&resolv);
-        if servers.is_empty() {
-            return Err(PolicyError::NoNameServer);
-        }
-        out.extend(servers.into_iter().map(|ip| NetRule {
-            kind: RuleKind::Connect,
-            net: IpNet::from(ip),
-            ports: Ports {
-                first: 53,
-                last: 53,
-            },
-        }));
     }
     Ok(out)
 }
 
-/// The networks a host part stands for. Names are resolved through the system resolver when
-/// the sandbox starts; every address it returns is allowed.
-fn resolve(host: &Host) -> Result<Vec<IpNet>, PolicyError> {
-    match host {
-        Host::Addr(ip) => Ok(vec![IpNet::from(*ip)]),
-        Host::Net(net) => Ok(vec![*net]),
-        Host::Name(name) => {
-            let addrs: Vec<IpAddr> = (name.as_str(), 0)
-                .to_socket_addrs()
-                .map_err(|source| PolicyError::Unresolvable {
-                    name: name.clone(),
-                    source,
-                })?
-                .map(|sa| sa.ip())
-                .collect();
-            if addrs.is_empty() {
-                return Err(PolicyError::NoAddresses { name: name.clone() });
-            }
-            Ok(addrs.into_iter().map(IpNet::from).collect())
-        }
-    }
+/// The names the gate answers for `plan`.
+pub fn name_rules(plan: &Plan) -> NameRules {
+    NameRules::from_endpoints(&plan.ebpf.connect)
 }
