@@ -19,6 +19,7 @@ mod daemon_limits;
 mod daemon_seams;
 mod daemon_support;
 mod denials;
+mod dns;
 mod doctor;
 mod enforce;
 mod evidence;
