@@ -268,19 +268,44 @@ fn network_section(o: &mut String, plan: &Plan, e: &Enforcement, host: &HostView
         "  unix:    {}",
         list(plan.ebpf.unix.iter().map(|u| u.display()))
     );
-    say!(
-        o,
-        "  dns:     {}",
-        if plan.ebpf.dns {
-            "to the resolvers of /etc/resolv.conf"
-        } else {
-            "no"
+    let names = crate::dns::names::NameRules::from_endpoints(&plan.ebpf.connect);
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if names.is_empty() {
+        say!(o, "  names:   none");
+    } else {
+        say!(o, "  names:   {}", names.texts().collect::<Vec<_>>().join(", "));
+        for (name, _) in names.exact_names() {
+            let pinned = crate::dns::hosts::addresses(&hosts, name);
+            if !pinned.is_empty() {
+                say!(
+                    o,
+                    "    {name}: from /etc/hosts ({}), allowed at those addresses from the start (its lookups never reach the gate)",
+                    list(pinned)
+                );
+            }
         }
-    );
-    say!(
-        o,
-        "  host names are resolved once, when the sandbox starts (system resolver); every address returned is allowed"
-    );
+    }
+    if plan.ebpf.dns_gate {
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let servers = crate::dns::upstream::servers(&resolv);
+        say!(
+            o,
+            "  dns:     through guard's DNS gate: every query of the sandbox (UDP or TCP to port 53, any address, whatever resolv.conf the tool reads) goes to a resolver in guard; it answers only the names above, by asking {} a rebuilt question; any other name is refused (a dns record) and nothing of it leaves the host",
+            if servers.is_empty() {
+                "(no name server in /etc/resolv.conf: every name fails)".to_owned()
+            } else {
+                list(servers)
+            }
+        );
+        say!(
+            o,
+            "  a permitted answer's addresses are allowed on the rule's ports for the answer's TTL, at least {} s and at most {} s; connects to them are recorded with the name",
+            crate::dns::learned::TTL_FLOOR.as_secs(),
+            crate::dns::learned::TTL_CAP.as_secs()
+        );
+    } else {
+        say!(o, "  dns:     no (no network): a query is a connect and is refused");
+    }
     say!(
         o,
         "  by address, UDP and DNS: {}",

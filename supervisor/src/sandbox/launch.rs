@@ -595,7 +595,7 @@ fn start_gate(
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let config = GateConfig {
-        names: probes::name_rules(plan),
+        names: crate::dns::names::NameRules::from_endpoints(&plan.ebpf.connect),
         servers: crate::dns::upstream::servers(&resolv),
         audit: !enforce,
     };

@@ -6,7 +6,6 @@
 use ipnet::IpNet;
 
 use super::cgroup::CgroupManager;
-use crate::dns::names::NameRules;
 use crate::ebpf::pins::UsersLock;
 use crate::ebpf::rules::{self, NetRule, RuleKind};
 use crate::ebpf::{EbpfError, Probes, RegisteredSandbox, SandboxEntries, Start};
@@ -127,9 +126,4 @@ fn network_rules(plan: &Plan, hosts: &str) -> Result<Vec<NetRule>, PolicyError> 
         }
     }
     Ok(out)
-}
-
-/// The names the gate answers for `plan`.
-pub fn name_rules(plan: &Plan) -> NameRules {
-    NameRules::from_endpoints(&plan.ebpf.connect)
 }
