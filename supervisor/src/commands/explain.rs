@@ -273,7 +273,11 @@ fn network_section(o: &mut String, plan: &Plan, e: &Enforcement, host: &HostView
     if names.is_empty() {
         say!(o, "  names:   none");
     } else {
-        say!(o, "  names:   {}", names.texts().collect::<Vec<_>>().join(", "));
+        say!(
+            o,
+            "  names:   {}",
+            names.texts().collect::<Vec<_>>().join(", ")
+        );
         for (name, _) in names.exact_names() {
             let pinned = crate::dns::hosts::addresses(&hosts, name);
             if !pinned.is_empty() {
@@ -304,7 +308,10 @@ fn network_section(o: &mut String, plan: &Plan, e: &Enforcement, host: &HostView
             crate::dns::learned::TTL_CAP.as_secs()
         );
     } else {
-        say!(o, "  dns:     no (no network): a query is a connect and is refused");
+        say!(
+            o,
+            "  dns:     no (no network): a query is a connect and is refused"
+        );
     }
     say!(
         o,

@@ -128,12 +128,17 @@ pub struct Runner<'a> {
     pub guard: &'a Path,
     pub profile: &'a Path,
     pub workload: &'a Path,
+    /// Runs bare and guarded workloads alike in the DNS lab (the lookup benchmark).
+    pub lab: Option<&'a super::dns_lab::DnsLab>,
 }
 
 impl Runner<'_> {
     fn bare(&self, args: &[String]) -> Command {
         let mut command = Command::new(self.workload);
         command.arg("bench-workload").args(args);
+        if let Some(lab) = self.lab {
+            lab.enter(&mut command);
+        }
         command
     }
 
@@ -148,6 +153,9 @@ impl Runner<'_> {
             .arg(self.workload)
             .arg("bench-workload")
             .args(args);
+        if let Some(lab) = self.lab {
+            lab.enter(&mut command);
+        }
         command
     }
 

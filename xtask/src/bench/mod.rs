@@ -17,6 +17,7 @@
 
 mod command;
 mod daemon;
+mod dns_lab;
 mod exit0;
 mod hyperfine;
 mod limits;
@@ -73,11 +74,19 @@ pub fn run() -> anyhow::Result<()> {
             guard: &guard,
             profile: &profile_path,
             workload: &workload,
+            lab: None,
         };
-        let micro = micro_cases(&listeners)
+        let mut micro = micro_cases(&listeners)
             .iter()
             .map(|case| runner.measure(case))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // A name lookup through the DNS gate against the same lookup to the same resolver.
+        let lab = dns_lab::DnsLab::start(&dir)?;
+        let in_lab = micro::Runner {
+            lab: Some(&lab),
+            ..runner
+        };
+        micro.push(in_lab.measure(&dns_case())?);
         let storms = storm::measure(&runner, &program)?;
         Ok::<_, anyhow::Error>((micro, storms))
     })();
@@ -153,6 +162,20 @@ fn write_profile(
 /// Reference rows of the getppid case: bare with a seccomp filter of its own.
 const ALLOW_ALL: &str = "bare + 1-instruction allow-all seccomp filter (cached)";
 const UNCACHED: &str = "bare + 2-instruction filter that reads an argument (not cacheable)";
+
+/// The DNS lookup case, run in the DNS lab ([`dns_lab`]).
+fn dns_case() -> micro::Case {
+    micro::Case {
+        label: targets::DNS,
+        what: "a lookup of one name over a connected UDP socket to 127.0.0.1:53, answer awaited \
+               (bare: the bench's resolver answers; guarded: the DNS gate checks the name, asks \
+               that resolver, and allows the address)",
+        args: vec!["dns".to_owned()],
+        count: 2_000,
+        rounds: 5,
+        references: Vec::new(),
+    }
+}
 
 /// The micro-benchmarks with the issue's operation counts; rounds chosen so each case takes
 /// a few seconds here.

@@ -37,7 +37,8 @@ read = ["/usr/bin", "/bin", {files}]
 execute = ["/usr/bin", "/bin", {files}]
 
 [network]
-connect = ["127.0.0.1:{tcp}", "127.0.0.1:{udp}"]
+# The DNS lookup case's name, answered through the DNS gate.
+connect = ["127.0.0.1:{tcp}", "127.0.0.1:{udp}", "bench.test:443"]
 dns = false
 
 [process]
@@ -91,7 +92,7 @@ mod tests {
             udp_port: 4001,
         });
         assert!(text.contains(r#"execute = ["/usr/bin", "/bin", "/w/target/release/xtask"]"#));
-        assert!(text.contains(r#"connect = ["127.0.0.1:4000", "127.0.0.1:4001"]"#));
+        assert!(text.contains(r#"connect = ["127.0.0.1:4000", "127.0.0.1:4001", "bench.test:443"]"#));
         assert!(!text.contains("execs_per_minute"));
         // No explicit list: the exec probe's allowlist is `filesystem.execute`.
         assert!(!text.contains("exec ="));

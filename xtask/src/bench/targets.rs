@@ -10,6 +10,7 @@ use super::table::{mib, ratio};
 pub const GETPPID: &str = "getppid";
 pub const CONNECT: &str = "tcp connect";
 pub const UDP: &str = "udp send";
+pub const DNS: &str = "dns lookup";
 pub const SPAWN: &str = "fork+exec";
 
 /// `guard exec`'s peak RSS limit in KiB.

@@ -37,6 +37,9 @@ enum Kind {
     Connect { port: u16, count: u64 },
     /// COUNT one-byte UDP datagrams from one unconnected socket to 127.0.0.1:PORT.
     Udp { port: u16, count: u64 },
+    /// COUNT DNS lookups of `bench.test` (type A) over one connected UDP socket to
+    /// 127.0.0.1:53, each answer waited for and checked, as a stub resolver does.
+    Dns { count: u64 },
     /// fork+exec of PROGRAM COUNT times, each waited for.
     Spawn { program: String, count: u64 },
     /// COUNT RCU grace periods, each waited for with `membarrier(MEMBARRIER_CMD_GLOBAL)`,
@@ -131,6 +134,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         Kind::Connect { port, count } => connect(*port, *count)?,
         Kind::Udp { port, count } => udp(*port, *count)?,
+        Kind::Dns { count } => dns(*count)?,
         Kind::Rcu { count } => grace_periods(*count)?,
         Kind::Spawn { program, count } => {
             let program = Program::new(program)?;
@@ -317,6 +321,86 @@ fn udp(port: u16, count: u64) -> anyhow::Result<Tally> {
                 )
             };
             if sent == 1 {
+                tally.ops += 1;
+            } else {
+                tally.failed += 1;
+            }
+        }
+        Ok(())
+    });
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// The name the DNS workload looks up (the bench profile lists it; the bench's resolver
+/// answers it).
+pub const DNS_NAME: &str = "bench.test";
+
+/// A DNS query for [`DNS_NAME`], type A, with `id`.
+pub fn dns_query(id: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32);
+    q.extend_from_slice(&id.to_be_bytes());
+    // Recursion desired; one question.
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in DNS_NAME.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns(count: u64) -> anyhow::Result<Tally> {
+    let server = loopback(53);
+    // Not std's UdpSocket, which binds first: the bench profile grants no bind, and a stub
+    // resolver only connects (the kernel picks the local port).
+    // SAFETY: plain socket calls on a descriptor closed below; the buffers outlive the calls.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    let timeout = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    // SAFETY: as above.
+    let ready = unsafe {
+        libc::connect(fd, (&raw const server).cast(), SOCKADDR_IN_LEN) == 0
+            && libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            ) == 0
+    };
+    if !ready {
+        let err = std::io::Error::last_os_error();
+        // SAFETY: closing the descriptor opened above.
+        unsafe { libc::close(fd) };
+        return Err(err).context("connecting to 127.0.0.1:53");
+    }
+    let mut answer = [0u8; 1500];
+    let result = timed(|tally| {
+        for i in 0..count {
+            let id = i as u16;
+            let query = dns_query(id);
+            // SAFETY: as above.
+            let (sent, n) = unsafe {
+                (
+                    libc::send(fd, query.as_ptr().cast(), query.len(), 0),
+                    libc::recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0),
+                )
+            };
+            // Our id, a response, no error, one answer or more.
+            let ok = sent == query.len() as isize
+                && n >= 12
+                && answer[..2] == id.to_be_bytes()
+                && answer[2] & 0x80 != 0
+                && answer[3] & 0x0f == 0
+                && u16::from_be_bytes([answer[6], answer[7]]) >= 1;
+            if ok {
                 tally.ops += 1;
             } else {
                 tally.failed += 1;
