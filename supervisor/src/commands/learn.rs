@@ -181,7 +181,9 @@ fn observe(
     let keep: Vec<String> = ENV_KEEP.iter().map(|k| format!("{k:?}")).collect();
     let learning = work.join("learning.toml");
     let text = format!(
-        "name = \"learning\"\nextends = [{}]\n\n[process]\nenv = {{ keep = [{}] }}\n",
+        // dns: the DNS gate, which in audit mode answers every name and records it, so the
+        // learned profile can name hosts rather than addresses.
+        "name = \"learning\"\nextends = [{}]\n\n[network]\ndns = true\n\n[process]\nenv = {{ keep = [{}] }}\n",
         toml::Value::String(from_ref),
         keep.join(", ")
     );

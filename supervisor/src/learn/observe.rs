@@ -12,8 +12,12 @@ pub struct Observed {
     pub writes: BTreeSet<PathBuf>,
     /// Files executed (by `execve`/`execveat`), with `#!` scripts as themselves.
     pub execs: BTreeSet<PathBuf>,
-    /// `addr:port` destinations of TCP connects and UDP sends.
+    /// `addr:port` destinations of TCP connects and UDP sends (DNS to the gate excluded).
     pub connects: BTreeSet<String>,
+    /// The name each address came from, as the DNS gate answered it.
+    pub names: BTreeMap<String, String>,
+    /// Whether the command looked any name up (sent DNS, which the gate took).
+    pub looked_up: bool,
     /// `addr:port` local addresses bound.
     pub binds: BTreeSet<String>,
     /// Syscalls the baseline refuses that the command made, with how often.
@@ -55,6 +59,25 @@ impl Observed {
                     self.execs.insert(PathBuf::from(script));
                 }
             }
+            ("dns", _) => {
+                self.looked_up = true;
+                let name = detail["name"].as_str().unwrap_or_default();
+                let answers = detail["answers"].as_array().into_iter().flatten();
+                for answer in answers {
+                    // Allowed answers list objects with `addr`; audited ones plain addresses.
+                    let addr = answer["addr"].as_str().or(answer.as_str());
+                    if let Some(addr) = addr
+                        && !name.is_empty()
+                    {
+                        self.names.entry(addr.to_owned()).or_insert(name.to_owned());
+                    }
+                }
+            }
+            ("connect" | "send" | "violation", "connect" | "send")
+                if detail["dns_gate"].as_bool() == Some(true) =>
+            {
+                self.looked_up = true;
+            }
             ("connect" | "send" | "violation", "connect" | "send") => {
                 if let Some(dst) = destination(detail) {
                     self.connects.insert(dst);
@@ -83,6 +106,21 @@ impl Observed {
     }
 }
 
+impl Observed {
+    /// `dst` (`addr:port` or `[v6]:port`) with the name its address came from, when the DNS
+    /// gate saw the lookup.
+    pub fn named(&self, dst: &str) -> String {
+        let Some((addr, port)) = dst.rsplit_once(':') else {
+            return dst.to_owned();
+        };
+        let bare = addr.trim_start_matches('[').trim_end_matches(']');
+        match self.names.get(bare) {
+            Some(name) => format!("{name}:{port}"),
+            None => dst.to_owned(),
+        }
+    }
+}
+
 /// `addr:port` of a network record (eBPF records carry `dst` as that already; Landlock's carry
 /// the port apart).
 fn destination(detail: &serde_json::Value) -> Option<String> {
@@ -102,6 +140,24 @@ fn destination(detail: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connects_to_looked_up_addresses_take_the_name() {
+        let log = r#"{"event":"send","detail":{"op":"send","dst":"10.0.0.53:53","dns_gate":true,"protocol":"udp"}}
+{"event":"dns","verdict":"audit","detail":{"name":"api.test","type":"A","answers":["10.1.2.3"]}}
+{"event":"connect","detail":{"op":"connect","dst":"10.1.2.3:443","protocol":"tcp"}}
+{"event":"connect","detail":{"op":"connect","dst":"10.9.9.9:80","protocol":"tcp"}}
+"#;
+        let o = Observed::from_log(log).unwrap();
+        assert!(o.looked_up);
+        assert_eq!(
+            o.connects.len(),
+            2,
+            "DNS to the gate is not a connect: {o:?}"
+        );
+        assert_eq!(o.named("10.1.2.3:443"), "api.test:443");
+        assert_eq!(o.named("10.9.9.9:80"), "10.9.9.9:80");
+    }
 
     #[test]
     fn records_become_observations() {

@@ -1,6 +1,7 @@
 //! The learned profile as TOML text, with comments that say where each rule came from and what
 //! the run did that the profile does not grant.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
@@ -89,10 +90,15 @@ pub fn render(learned: &Learned<'_>) -> String {
         .connects
         .iter()
         .partition(|dst| is_resolver(dst, learned.resolvers));
+    let connect: BTreeSet<String> = connect
+        .iter()
+        .map(|dst| learned.observed.named(dst))
+        .collect();
     let _ = writeln!(o, "\n[network]");
     let _ = writeln!(
         o,
-        "# Addresses as the run reached them: guard learn does not see which name a lookup asked for."
+        "# Names where the run looked them up (guard's DNS gate then answers only these), else \
+         addresses as reached."
     );
     strings(&mut o, "connect", connect.iter().map(|s| s.as_str()));
     strings(
@@ -100,7 +106,8 @@ pub fn render(learned: &Learned<'_>) -> String {
         "bind",
         learned.observed.binds.iter().map(String::as_str),
     );
-    if !dns.is_empty() {
+    // Names in `connect` already open the gate; lookups with nothing named keep it open.
+    if (!dns.is_empty() || learned.observed.looked_up) && learned.observed.names.is_empty() {
         let _ = writeln!(o, "dns = true");
     }
 

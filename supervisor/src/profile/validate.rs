@@ -93,9 +93,9 @@ fn validate(r: &mut Reporter<'_>, raw: RawProfile) -> ParsedFile {
             ),
             bind: list(r, "network.bind", raw.network.bind, |s| {
                 let e: Endpoint = s.parse()?;
-                if matches!(e.host, values::Host::Name(_)) {
+                if matches!(e.host, values::Host::Name(_) | values::Host::Pattern(_)) {
                     return Err(format!(
-                        "`{s}`: bind takes an IP address or CIDR, not a host name"
+                        "`{s}`: bind takes an IP address or CIDR, not a host name or pattern"
                     ));
                 }
                 Ok(e)

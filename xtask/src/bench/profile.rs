@@ -92,7 +92,9 @@ mod tests {
             udp_port: 4001,
         });
         assert!(text.contains(r#"execute = ["/usr/bin", "/bin", "/w/target/release/xtask"]"#));
-        assert!(text.contains(r#"connect = ["127.0.0.1:4000", "127.0.0.1:4001", "bench.test:443"]"#));
+        assert!(
+            text.contains(r#"connect = ["127.0.0.1:4000", "127.0.0.1:4001", "bench.test:443"]"#)
+        );
         assert!(!text.contains("execs_per_minute"));
         // No explicit list: the exec probe's allowlist is `filesystem.execute`.
         assert!(!text.contains("exec ="));
