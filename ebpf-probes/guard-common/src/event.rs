@@ -24,6 +24,10 @@ pub enum EventType {
     Bind = 101,
     /// `sendmsg()`/`sendto()` of an unconnected UDP socket to an explicit destination.
     Send = 102,
+    /// `connect()` of a unix socket to a path (or abstract name).
+    UnixConnect = 110,
+    /// `sendmsg()`/`sendto()` of a unix datagram socket to a path (or abstract name).
+    UnixSend = 111,
 }
 
 impl EventType {
@@ -35,6 +39,8 @@ impl EventType {
             100 => Some(Self::Connect),
             101 => Some(Self::Bind),
             102 => Some(Self::Send),
+            110 => Some(Self::UnixConnect),
+            111 => Some(Self::UnixSend),
             _ => None,
         }
     }
@@ -77,6 +83,7 @@ pub enum Rule {
     ExecsPerMinute = 5,
     /// The probe could not decide (a read or lookup failed) and failed closed.
     ProbeError = 6,
+    NetworkUnix = 7,
 }
 
 impl Rule {
@@ -89,6 +96,7 @@ impl Rule {
             4 => Some(Self::ConnectsPerMinute),
             5 => Some(Self::ExecsPerMinute),
             6 => Some(Self::ProbeError),
+            7 => Some(Self::NetworkUnix),
             _ => None,
         }
     }
@@ -185,6 +193,24 @@ pub struct NetData {
 
 pub type NetEvent = Event<NetData>;
 
+/// The kernel's `sizeof(sun_path)`.
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// Payload of [`EventType::UnixConnect`] and [`EventType::UnixSend`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixData {
+    /// `sun_path` as the caller passed it, cut at its length and at the first NUL (a path) or
+    /// whole (an abstract name, first byte 0); zero-padded.
+    pub path: [u8; UNIX_PATH_LEN],
+    /// Meaningful bytes of `path`.
+    pub path_len: u32,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`.
+    pub sock_type: u32,
+}
+
+pub type UnixEvent = Event<UnixData>;
+
 impl ExecData {
     /// The filename bytes without the NUL.
     pub fn filename_bytes(&self) -> &[u8] {
@@ -239,6 +265,7 @@ pub const PROBE_ERROR_COUNT: u32 = 7;
 
 // The ABI: both sides compile these same assertions, so a layout change cannot go unnoticed.
 const _: () = assert!(size_of::<EventHeader>() == 48);
+const _: () = assert!(size_of::<UnixData>() == UNIX_PATH_LEN + 8);
 const _: () = assert!(size_of::<ExecData>() == FILENAME_LEN + ARGV_LEN + 16 + 16 + COMM_LEN);
 const _: () = assert!(size_of::<ExecEvent>() == 48 + 816);
 const _: () = assert!(size_of::<NetData>() == 32);
@@ -260,4 +287,8 @@ mod pod {
     unsafe impl aya::Pod for super::ExecEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NetEvent {}
+    // SAFETY: as above; the sizes are asserted with the types.
+    unsafe impl aya::Pod for super::UnixData {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UnixEvent {}
 }

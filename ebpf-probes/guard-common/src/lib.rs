@@ -11,7 +11,7 @@ pub mod policy;
 
 pub use event::{
     ARGV_LEN, COMM_LEN, Event, EventHeader, EventType, ExecData, ExecEvent, FILENAME_LEN, NetData,
-    NetEvent, Rule, Verdict,
+    NetEvent, Rule, UnixData, UnixEvent, Verdict,
 };
 pub use policy::{KernelOffsets, SandboxPolicy, SandboxState};
 
@@ -36,6 +36,10 @@ pub mod names {
     pub const NET6: &str = "NET6";
     /// `HashMap<LearnedKey, LearnedValue>`: addresses the DNS gate learned from answers.
     pub const LEARNED: &str = "LEARNED";
+    /// `HashMap<UnixKey, u32>`: unix socket paths per sandbox.
+    pub const UNIX_PATHS: &str = "UNIX_PATHS";
+    /// `PerCpuArray<UnixKey>`: the unix hooks' scratch key.
+    pub const UNIX_SCRATCH: &str = "UNIX_SCRATCH";
     /// `HashMap<ExecKey, u32>`: executable files and trees per sandbox.
     pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
     /// `HashMap<ScriptKey, u32>`: listed `#!` scripts per sandbox and interpreter.
@@ -49,6 +53,10 @@ pub mod names {
     pub const SENDMSG6: &str = "guard_sendmsg6";
     pub const BIND4: &str = "guard_bind4";
     pub const BIND6: &str = "guard_bind6";
+    /// The unix socket hooks (attach types the loader sets itself: aya's program sections do
+    /// not name them, so the object files them as connect4 programs it never loads as such).
+    pub const CONNECT_UNIX: &str = "guard_connect_unix";
+    pub const SENDMSG_UNIX: &str = "guard_sendmsg_unix";
     /// The hooks that show a socket redirected to the DNS gate its original peer.
     pub const RECVMSG4: &str = "guard_recvmsg4";
     pub const RECVMSG6: &str = "guard_recvmsg6";

@@ -161,6 +161,23 @@ pub struct PortRules {
     pub count: u32,
 }
 
+/// Key of `UNIX_PATHS`: a unix socket path one sandbox may connect (or send) to, exactly as
+/// the profile lists it (absolute, normalized), zero-padded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnixKey {
+    pub cgroup_id: u64,
+    pub path: [u8; crate::event::UNIX_PATH_LEN],
+    pub _reserved: [u8; 4],
+}
+
+/// Offsets into `struct bpf_sock_addr_kern`, the context the kernel gives unix sock_addr
+/// programs, which the unix hooks read with `bpf_probe_read_kernel` (the context's own fields
+/// do not include the path). The loader checks them against the kernel's BTF and does not
+/// attach the unix hooks where they differ.
+pub const SOCK_ADDR_KERN_UADDR: usize = 8;
+pub const SOCK_ADDR_KERN_UADDRLEN: usize = 32;
+
 /// Key of `EXEC_ALLOW`: a file or directory allowed to be executed (from) in one sandbox.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -226,6 +243,7 @@ pub struct KernelOffsets {
 
 const _: () = assert!(size_of::<SandboxPolicy>() == 32);
 const _: () = assert!(size_of::<LearnedKey>() == 24);
+const _: () = assert!(size_of::<UnixKey>() == 120);
 const _: () = assert!(size_of::<LearnedValue>() == 8 + size_of::<PortRules>() + 4);
 const _: () = assert!(size_of::<GateOrigin>() == 24);
 const _: () = assert!(size_of::<TokenBucket>() == 16);
@@ -250,5 +268,6 @@ mod pod {
     unsafe impl aya::Pod for super::ScriptKey {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::LearnedKey {}
+    unsafe impl aya::Pod for super::UnixKey {}
     unsafe impl aya::Pod for super::LearnedValue {}
 }

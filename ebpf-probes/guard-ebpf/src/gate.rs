@@ -134,7 +134,7 @@ fn show_origin(ctx: &SockAddrContext, family: u16) {
     // SAFETY: the program's context; the verifier checks each access.
     let cookie = unsafe { bpf_get_socket_cookie(sa as *mut _) };
     // SAFETY: a plain lookup; the value is copied at once.
-    let Some(origin) = (unsafe { GATE_ORIGINS.get(&cookie) }).copied() else {
+    let Some(origin) = (unsafe { GATE_ORIGINS.get(cookie) }).copied() else {
         return;
     };
     if origin.family != family {

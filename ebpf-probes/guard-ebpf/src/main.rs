@@ -22,6 +22,7 @@ mod maps;
 mod net;
 mod rate;
 mod script;
+mod unix;
 mod wake;
 
 /// The kernel only lets GPL-compatible programs call helpers such as `bpf_probe_read_kernel_str`

@@ -16,6 +16,7 @@ use guard_common::{
     names::{EVENT_RING_BYTES, EVENT_RING_SLOTS},
     policy::{
         ExecKey, GateOrigin, LearnedKey, LearnedValue, Net4Key, Net6Key, PortRules, ScriptKey,
+        UnixKey,
     },
 };
 
@@ -48,6 +49,14 @@ pub static NET6: LpmTrie<Net6Key, PortRules> = LpmTrie::with_max_entries(65536, 
 /// permitted names. Written only by the gate (userspace); the connect hooks read it.
 #[map]
 pub static LEARNED: HashMap<LearnedKey, LearnedValue> = HashMap::with_max_entries(65536, 0);
+
+/// (cgroup, socket path) -> 1: the unix socket paths a sandbox may reach ([`crate::unix`]).
+#[map]
+pub static UNIX_PATHS: HashMap<UnixKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// One scratch `UnixKey` per CPU for the unix hooks.
+#[map]
+pub static UNIX_SCRATCH: PerCpuArray<UnixKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// socket cookie -> where its DNS traffic was headed before it was sent to the gate. LRU: a
 /// socket long closed is forgotten first; a forgotten live socket's replies then show the

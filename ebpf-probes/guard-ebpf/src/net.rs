@@ -264,7 +264,7 @@ fn learned(cgroup_id: u64, target: &Target) -> bool {
     }
     let key = LearnedKey { cgroup_id, addr };
     // SAFETY: a plain lookup; the value is copied at once.
-    let Some(entry) = (unsafe { LEARNED.get(&key) }).copied() else {
+    let Some(entry) = (unsafe { LEARNED.get(key) }).copied() else {
         return false;
     };
     // SAFETY: helper without arguments.

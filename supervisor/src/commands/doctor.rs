@@ -308,6 +308,7 @@ mod tests {
             bpf: BpfSupport {
                 tracepoint: Probe::Available,
                 cgroup_sock_addr: Probe::Available,
+                cgroup_unix: Probe::Available,
                 lsm: lsm.clone(),
                 fentry: lsm,
             },

@@ -651,6 +651,7 @@ mod tests {
             landlock_abi: abi,
             probes: Ok(()),
             bpf_lsm: lsm,
+            unix_hooks: Ok(()),
             cgroup: CgroupLayout::Hybrid {
                 v1: vec!["memory".into(), "pids".into()],
             },

@@ -13,13 +13,16 @@ use guard_common::event::{
     FLAG_ARGV_TRUNCATED, FLAG_DNS_GATE, FLAG_KILL_SANDBOX, FLAG_LEARNED, FLAG_TRUNCATED,
     FLAG_V4_MAPPED,
 };
-use guard_common::{EventHeader, EventType, ExecData, ExecEvent, NetData, NetEvent, Rule, Verdict};
+use guard_common::{
+    EventHeader, EventType, ExecData, ExecEvent, NetData, NetEvent, Rule, UnixEvent, Verdict,
+};
 
 /// A record from the probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeEvent {
     Exec(ExecRecord),
     Net(NetRecord),
+    Unix(UnixRecord),
 }
 
 impl ProbeEvent {
@@ -27,6 +30,7 @@ impl ProbeEvent {
         match self {
             ProbeEvent::Exec(e) => &e.header,
             ProbeEvent::Net(n) => &n.header,
+            ProbeEvent::Unix(u) => &u.header,
         }
     }
 
@@ -115,6 +119,17 @@ impl NetRecord {
     }
 }
 
+/// A unix socket connect or datagram send to a path (or abstract name) in a watched cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixRecord {
+    pub header: EventHeader,
+    /// `connect` or `send`.
+    pub op: NetOp,
+    /// The path as the caller passed it; an abstract name is shown as `@name`.
+    pub path: String,
+    pub sock_type: u32,
+}
+
 /// A record that cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -154,6 +169,25 @@ pub fn parse_record(bytes: &[u8]) -> Result<ProbeEvent, EventError> {
                 _ => NetOp::Send,
             };
             Ok(ProbeEvent::Net(net_record(header, op, &event.data)))
+        }
+        Some(kind @ (EventType::UnixConnect | EventType::UnixSend)) => {
+            let event: UnixEvent = read_pod(bytes)?;
+            let len = (event.data.path_len as usize).min(event.data.path.len());
+            let raw = &event.data.path[..len];
+            let path = match raw.split_first() {
+                Some((0, name)) => format!("@{}", String::from_utf8_lossy(name)),
+                _ => String::from_utf8_lossy(raw).into_owned(),
+            };
+            Ok(ProbeEvent::Unix(UnixRecord {
+                header,
+                op: if kind == EventType::UnixConnect {
+                    NetOp::Connect
+                } else {
+                    NetOp::Send
+                },
+                path,
+                sock_type: event.data.sock_type,
+            }))
         }
         None => Err(EventError::UnknownType(header.etype)),
     }

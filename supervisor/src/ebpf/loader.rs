@@ -14,7 +14,7 @@ use aya::programs::links::{CgroupAttachMode, FdLink};
 use aya::programs::{CgroupSockAddr, Lsm, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use guard_common::policy::{
-    ExecKey, LearnedKey, LearnedValue, Net4Key, Net6Key, PortRules, ScriptKey,
+    ExecKey, LearnedKey, LearnedValue, Net4Key, Net6Key, PortRules, ScriptKey, UnixKey,
 };
 use guard_common::{SandboxPolicy, SandboxState, names};
 
@@ -51,9 +51,13 @@ const NETWORK_PROGRAMS: [&str; 10] = [
 ];
 
 /// The maps a sandbox writes its entries into.
-const SHARED_MAPS: [&str; 9] = [
+const SHARED_MAPS: [&str; 11] = [
     names::SANDBOXES,
     names::LEARNED,
+    names::UNIX_PATHS,
+    // Not shared state: the unix hooks' scratch slot, pinned so the hooks loaded by hand
+    // (`unix_hooks`) find it like every other map they use.
+    names::UNIX_SCRATCH,
     names::SANDBOX_STATE,
     names::NET4,
     names::NET6,
@@ -83,6 +87,7 @@ pub struct Probes {
     pub(super) exec_allow: HashMap<MapData, ExecKey, u32>,
     pub(super) scripts: HashMap<MapData, ScriptKey, u32>,
     pub(super) learned: HashMap<MapData, LearnedKey, LearnedValue>,
+    pub(super) unix_paths: HashMap<MapData, UnixKey, u32>,
     /// The ring pool ([`super::ring_pool`]).
     pub(super) rings: ArrayOfMaps<MapData, RingBuf<MapData>>,
 }
@@ -125,6 +130,7 @@ impl Probes {
             exec_allow: open_pinned(dir, names::EXEC_ALLOW)?,
             scripts: open_pinned(dir, names::SCRIPTS)?,
             learned: open_pinned(dir, names::LEARNED)?,
+            unix_paths: open_pinned(dir, names::UNIX_PATHS)?,
             rings: open_pinned(dir, names::EVENT_RINGS)?,
         })
     }
@@ -299,6 +305,12 @@ fn attach_programs(
             .take_link(link_id)
             .map_err(|source| EbpfError::AttachProgram { name, source })?;
         pin_link(link, name, staging)?;
+    }
+
+    // The unix socket hooks, where this kernel has them (6.7+): without them a profile with
+    // unix socket paths is refused (or runs with the gap its allow_weaker accepts).
+    if let Err(why) = super::unix_hooks::attach(OBJECT, staging, &cgroup, vmlinux) {
+        tracing_note(&format!("unix socket hooks not used: {why}"));
     }
 
     // BPF LSM, where this kernel allows it: refuses a forbidden exec with EPERM before it

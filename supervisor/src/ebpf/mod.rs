@@ -13,11 +13,12 @@ pub mod scripts;
 pub mod stale;
 pub mod stamp;
 pub mod tracefs;
+pub mod unix_hooks;
 pub mod unload;
 
 use std::path::{Path, PathBuf};
 
-pub use events::{EventError, ExecRecord, NetOp, NetRecord, ProbeEvent};
+pub use events::{EventError, ExecRecord, NetOp, NetRecord, ProbeEvent, UnixRecord};
 pub use guard_common::SandboxPolicy;
 pub use guard_common::policy::POLICY_REPORT_EXEC;
 pub use loader::{EventRing, Probes, Start, object_bytes};

@@ -52,6 +52,38 @@ pub enum RuleError {
         "network.connect and network.bind resolve to {count} address rules; at most {MAX_NET_RULES} per sandbox"
     )]
     TooManyRules { count: usize },
+    #[error(
+        "network.unix: `{0}` is longer than the {max} bytes a unix socket address holds",
+        max = guard_common::event::UNIX_PATH_LEN - 1
+    )]
+    UnixPathTooLong(String),
+}
+
+/// The `UNIX_PATHS` keys for the socket paths a sandbox may reach, as the profile lists them
+/// (the probes compare the caller's path with these bytes).
+pub fn unix_entries(
+    cgroup_id: u64,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<guard_common::policy::UnixKey>, RuleError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut keys = Vec::new();
+    for path in paths {
+        let bytes = path.as_os_str().as_bytes();
+        // One byte stays for the NUL the kernel adds.
+        if bytes.len() >= guard_common::event::UNIX_PATH_LEN {
+            return Err(RuleError::UnixPathTooLong(path.display().to_string()));
+        }
+        let mut key = guard_common::policy::UnixKey {
+            cgroup_id,
+            path: [0; guard_common::event::UNIX_PATH_LEN],
+            _reserved: [0; 4],
+        };
+        key.path[..bytes.len()].copy_from_slice(bytes);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Address rules (after name resolution) one sandbox may have.

@@ -25,6 +25,8 @@ pub struct SandboxEntries {
     pub exec: Vec<(ExecKey, u32)>,
     /// `SCRIPTS` keys ([`super::scripts`]).
     pub scripts: Vec<guard_common::policy::ScriptKey>,
+    /// `UNIX_PATHS` keys ([`super::rules::unix_entries`]).
+    pub unix: Vec<guard_common::policy::UnixKey>,
 }
 
 /// A sandbox registered in the probes. Call [`RegisteredSandbox::unregister`] when it ended;
@@ -40,6 +42,7 @@ pub struct RegisteredSandbox {
     net6: Vec<aya::maps::lpm_trie::Key<Net6Key>>,
     exec: Vec<ExecKey>,
     scripts: Vec<guard_common::policy::ScriptKey>,
+    unix: Vec<guard_common::policy::UnixKey>,
 }
 
 impl RegisteredSandbox {
@@ -74,6 +77,7 @@ impl RegisteredSandbox {
             net6: entries.net.v6.iter().map(|(k, _)| *k).collect(),
             exec: entries.exec.iter().map(|(k, _)| *k).collect(),
             scripts: entries.scripts,
+            unix: entries.unix,
             probes,
         })
     }
@@ -129,6 +133,9 @@ impl RegisteredSandbox {
         for key in &self.scripts {
             note(self.probes.scripts.remove(key));
         }
+        for key in &self.unix {
+            note(self.probes.unix_paths.remove(key));
+        }
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -175,6 +182,12 @@ fn write_entries(
                 .scripts
                 .insert(key, 1, 0)
                 .map_err(write(names::SCRIPTS))?;
+        }
+        for key in &entries.unix {
+            probes
+                .unix_paths
+                .insert(key, 1, 0)
+                .map_err(write(names::UNIX_PATHS))?;
         }
         probes
             .state

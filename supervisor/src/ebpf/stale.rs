@@ -121,6 +121,12 @@ impl Probes {
                 note(key.cgroup_id, self.exec_allow.remove(&key));
             }
         }
+        let unix: Vec<_> = self.unix_paths.keys().filter_map(Result::ok).collect();
+        for key in unix {
+            if ids.contains(&key.cgroup_id) {
+                note(key.cgroup_id, self.unix_paths.remove(&key));
+            }
+        }
         let learned: Vec<_> = self.learned.keys().filter_map(Result::ok).collect();
         for key in learned {
             if ids.contains(&key.cgroup_id) {

@@ -15,6 +15,9 @@ pub struct HostView {
     pub probes: Result<(), String>,
     /// Whether the BPF LSM exec hook is part of the probes.
     pub bpf_lsm: bool,
+    /// Whether the probes' unix socket hooks are attached (exec) or load (detection); `Err`
+    /// says why not.
+    pub unix_hooks: Result<(), String>,
     /// The cgroup backend sandboxes get on this host.
     pub cgroup: CgroupLayout,
 }
@@ -64,6 +67,10 @@ impl HostView {
         HostView {
             landlock_abi: features.landlock_abi,
             bpf_lsm: probes.is_ok() && features.bpf.lsm.is_available(),
+            unix_hooks: match &features.bpf.cgroup_unix {
+                crate::host::Probe::Available => Ok(()),
+                crate::host::Probe::Refused(why) => Err(why.clone()),
+            },
             probes,
             cgroup,
         }

@@ -269,11 +269,17 @@ fn network(plan: &Plan, host: &HostView) -> PartEnforcement {
     }
 }
 
-fn unix_paths(plan: &Plan, _host: &HostView) -> PartEnforcement {
+fn unix_paths(plan: &Plan, host: &HostView) -> PartEnforcement {
+    let why = match (&host.probes, &host.unix_hooks) {
+        (Ok(()), Ok(())) => {
+            return PartEnforcement::enforced(Part::UnixPaths, vec![Layer::EbpfUnixHooks]);
+        }
+        (Err(why), _) | (_, Err(why)) => why.clone(),
+    };
     missing(
         Part::UnixPaths,
         vec![],
-        Loss::NoUnixPathHook,
+        Loss::NoUnixPathHook(why),
         Some(Weakening::EbpfUnix),
         plan,
     )

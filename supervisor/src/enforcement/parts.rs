@@ -86,6 +86,8 @@ pub enum Layer {
     Seccomp,
     /// The eBPF cgroup sock_addr hooks (connect, sendmsg, bind).
     EbpfCgroupHooks,
+    /// The eBPF cgroup unix socket hooks (connect and sendmsg to a path, Linux 6.7).
+    EbpfUnixHooks,
     /// The eBPF `sched_process_exec` tracepoint (kills a forbidden exec before its first
     /// instruction).
     EbpfExecTracepoint,
@@ -105,6 +107,7 @@ impl fmt::Display for Layer {
             Layer::MountNamespace => f.write_str("the read-only mount tree"),
             Layer::Seccomp => f.write_str("seccomp"),
             Layer::EbpfCgroupHooks => f.write_str("eBPF cgroup hooks"),
+            Layer::EbpfUnixHooks => f.write_str("eBPF cgroup unix socket hooks"),
             Layer::EbpfExecTracepoint => f.write_str("eBPF exec tracepoint"),
             Layer::BpfLsm => f.write_str("BPF LSM"),
             Layer::CgroupV2 => f.write_str("cgroup v2"),
@@ -124,8 +127,8 @@ pub enum Loss {
     NoLandlock,
     /// guard's eBPF probes cannot be used (why).
     Probes(String),
-    /// No probe checks unix connects by path yet.
-    NoUnixPathHook,
+    /// The kernel's unix socket hooks are not usable here (why).
+    NoUnixPathHook(String),
     /// The cgroup backend lacks this controller.
     NoController(&'static str),
     /// `--mode audit` does not apply this layer (it cannot log instead of deny).
@@ -138,7 +141,7 @@ impl fmt::Display for Loss {
             Loss::Landlock { needs, has } => write!(f, "Landlock ABI {has} < {needs}"),
             Loss::NoLandlock => f.write_str("Landlock is not available"),
             Loss::Probes(why) => write!(f, "guard's eBPF probes cannot be used ({why})"),
-            Loss::NoUnixPathHook => f.write_str("no probe checks unix connects by path yet"),
+            Loss::NoUnixPathHook(why) => write!(f, "no unix socket path hook: {why}"),
             Loss::NoController(c) => write!(f, "no {c} cgroup controller"),
             Loss::AuditMode => f.write_str("not applied in audit mode"),
         }

@@ -51,6 +51,7 @@ fn this_host() -> HostView {
         landlock_abi: 7,
         probes: Ok(()),
         bpf_lsm: false,
+        unix_hooks: Ok(()),
         cgroup: CgroupLayout::Hybrid {
             v1: vec!["cpu".into(), "memory".into(), "pids".into()],
         },
@@ -62,6 +63,7 @@ fn vm() -> HostView {
         landlock_abi: 6,
         probes: Ok(()),
         bpf_lsm: true,
+        unix_hooks: Err("cgroup unix socket hooks do not load".into()),
         cgroup: CgroupLayout::V2 {
             controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
         },

@@ -25,6 +25,7 @@ pub fn detect(cgroup2: Option<&Path>) -> BpfSupport {
             return BpfSupport {
                 tracepoint: refused.clone(),
                 cgroup_sock_addr: refused.clone(),
+                cgroup_unix: refused.clone(),
                 lsm: refused.clone(),
                 fentry: refused,
             };
@@ -34,6 +35,7 @@ pub fn detect(cgroup2: Option<&Path>) -> BpfSupport {
     BpfSupport {
         tracepoint: outcome(try_tracepoint(&mut ebpf)),
         cgroup_sock_addr: outcome(try_connect4(&mut ebpf, cgroup2)),
+        cgroup_unix: outcome(crate::ebpf::unix_hooks::kernel_has_unix_hooks()),
         lsm: outcome(btf.clone().and_then(|btf| try_lsm(&mut ebpf, &btf))),
         fentry: outcome(btf.and_then(|btf| try_fentry(&mut ebpf, &btf))),
     }

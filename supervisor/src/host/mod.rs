@@ -34,6 +34,8 @@ impl Probe {
 pub struct BpfSupport {
     pub tracepoint: Probe,
     pub cgroup_sock_addr: Probe,
+    /// cgroup unix socket hooks (`BPF_CGROUP_UNIX_CONNECT`, Linux 6.7).
+    pub cgroup_unix: Probe,
     pub lsm: Probe,
     pub fentry: Probe,
 }

@@ -232,6 +232,13 @@ pub fn launch(plan: &Plan, request: &LaunchRequest, landlock_abi: u32) -> Result
             .probes
             .as_ref()
             .is_some_and(|p| crate::ebpf::loader::lsm_attached(&p.sandbox.probes().pin_dir)),
+        unix_hooks: match start.probes.as_ref() {
+            Some(p) if crate::ebpf::unix_hooks::attached(&p.sandbox.probes().pin_dir) => Ok(()),
+            Some(_) => Err(crate::ebpf::unix_hooks::kernel_has_unix_hooks()
+                .err()
+                .unwrap_or_else(|| "the unix socket hooks were not attached".to_owned())),
+            None => Err("no eBPF probes".to_owned()),
+        },
         probes: probe_status,
         cgroup: cgroup::layout(),
     };

@@ -61,6 +61,12 @@ pub enum Detail<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         script: Option<String>,
     },
+    /// A unix socket connect or datagram send.
+    Unix {
+        op: &'static str,
+        path: &'a str,
+        protocol: &'static str,
+    },
     Net {
         /// DNS the probes sent to the sandbox's gate (`dst` is where the tool sent it).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -91,6 +97,7 @@ pub fn rule_key(rule: Rule) -> Option<&'static str> {
         Rule::ConnectsPerMinute => Some("limits.connects_per_minute"),
         Rule::ExecsPerMinute => Some("limits.execs_per_minute"),
         Rule::ProbeError => Some("ebpf.fail_closed"),
+        Rule::NetworkUnix => Some("network.unix"),
     }
 }
 
@@ -166,6 +173,17 @@ pub fn decision<'a>(
             },
             names.name_of(header.pid, command_exe),
         ),
+        ProbeEvent::Unix(unix) => (
+            if verdict == Verdict::Allow {
+                match unix.op {
+                    NetOp::Send => AuditEvent::Send,
+                    _ => AuditEvent::Connect,
+                }
+            } else {
+                AuditEvent::Violation
+            },
+            names.name_of(header.pid, command_exe),
+        ),
     };
     Decision {
         event: audit_event,
@@ -201,6 +219,11 @@ impl Decision<'_> {
                     script,
                 }
             }
+            ProbeEvent::Unix(unix) => Detail::Unix {
+                op: unix.op.as_str(),
+                path: &unix.path,
+                protocol: "unix",
+            },
             ProbeEvent::Net(net) => Detail::Net {
                 dns_gate: net.dns_gate,
                 dst: net.addr,
@@ -226,6 +249,13 @@ impl Decision<'_> {
                     _ => "not in the exec allowlist",
                 };
                 format!("exec of {}: {why}", self.exe)
+            }
+            ProbeEvent::Unix(unix) => {
+                let why = match rule {
+                    Rule::ProbeError => "the socket path could not be read (failing closed)",
+                    _ => "not in network.unix",
+                };
+                format!("{} to unix socket {}: {why}", unix.op.as_str(), unix.path)
             }
             ProbeEvent::Net(net) => {
                 let why = match rule {

@@ -60,6 +60,7 @@ pub fn attach(
         ..rules::sandbox_policy(plan, cgroup_id).map_err(PolicyError::from)?
     };
     let exec = rules::exec_entries(cgroup_id, &plan.ebpf.exec_allow);
+    let unix = rules::unix_entries(cgroup_id, &plan.ebpf.unix).map_err(PolicyError::from)?;
     let path_var = plan
         .identity
         .env
@@ -86,6 +87,7 @@ pub fn attach(
             net,
             exec,
             scripts,
+            unix,
         },
         &|| super::cgroup::live_sandbox_ids().map_err(|e| e.to_string()),
     )?;
