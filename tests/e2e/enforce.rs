@@ -533,7 +533,11 @@ fn audit_mode_lets_it_through_and_records_it() {
     assert_eq!(run.code(), 0, "{run}");
     assert_eq!(accepted(&other), 1);
     let records = records(&log);
-    let audited = violations(&records, "connect");
+    // bash's name-service lookup also tries nscd's unix socket, recorded under network.unix.
+    let audited: Vec<_> = violations(&records, "connect")
+        .into_iter()
+        .filter(|r| r["detail"]["protocol"] != "unix")
+        .collect();
     assert_eq!(audited.len(), 1, "{records:#?}");
     assert_eq!(audited[0]["verdict"], "audit");
 }

@@ -36,4 +36,5 @@ mod sockets;
 mod support;
 mod tool_fixtures;
 mod tools;
+mod unix;
 mod vm;

@@ -135,6 +135,7 @@ fn learn(args: &LearnArgs) -> Result<u8, LearnError> {
         observed: &observed,
         env_keep: &env_keep,
         resolvers: &resolvers,
+        unix_checked: crate::ebpf::unix_hooks::kernel_has_unix_hooks().is_ok(),
     });
     match &args.output {
         Some(path) => {

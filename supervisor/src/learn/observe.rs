@@ -18,6 +18,8 @@ pub struct Observed {
     pub names: BTreeMap<String, String>,
     /// Whether the command looked any name up (sent DNS, which the gate took).
     pub looked_up: bool,
+    /// Unix socket paths connected or sent to (abstract names are Landlock's scoping's).
+    pub unix: BTreeSet<String>,
     /// `addr:port` local addresses bound.
     pub binds: BTreeSet<String>,
     /// Syscalls the baseline refuses that the command made, with how often.
@@ -71,6 +73,15 @@ impl Observed {
                     {
                         self.names.entry(addr.to_owned()).or_insert(name.to_owned());
                     }
+                }
+            }
+            ("connect" | "send" | "violation", "connect" | "send")
+                if detail["protocol"] == "unix" =>
+            {
+                if let Some(path) = detail["path"].as_str()
+                    && path.starts_with('/')
+                {
+                    self.unix.insert(path.to_owned());
                 }
             }
             ("connect" | "send" | "violation", "connect" | "send")
@@ -140,6 +151,16 @@ fn destination(detail: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_socket_paths_are_listed_and_abstract_names_are_not() {
+        let log = r#"{"event":"violation","rule":"network.unix","detail":{"op":"connect","path":"/var/run/nscd/socket","protocol":"unix"}}
+{"event":"connect","detail":{"op":"connect","path":"@abstract","protocol":"unix"}}
+"#;
+        let o = Observed::from_log(log).unwrap();
+        assert_eq!(o.unix.iter().collect::<Vec<_>>(), ["/var/run/nscd/socket"]);
+        assert!(o.connects.is_empty());
+    }
 
     #[test]
     fn connects_to_looked_up_addresses_take_the_name() {

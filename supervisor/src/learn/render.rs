@@ -24,6 +24,9 @@ pub struct Learned<'a> {
     pub env_keep: &'a [String],
     /// The name servers of `/etc/resolv.conf`: UDP/TCP port 53 to them becomes `dns = true`.
     pub resolvers: &'a [IpAddr],
+    /// Whether this kernel checks unix socket paths (Linux 6.7+): elsewhere a profile listing
+    /// them is refused, so the paths seen become comments.
+    pub unix_checked: bool,
 }
 
 /// The commented TOML of `learned`.
@@ -106,6 +109,24 @@ pub fn render(learned: &Learned<'_>) -> String {
         "bind",
         learned.observed.binds.iter().map(String::as_str),
     );
+    if !learned.observed.unix.is_empty() {
+        if learned.unix_checked {
+            strings(
+                &mut o,
+                "unix",
+                learned.observed.unix.iter().map(String::as_str),
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "# unix socket paths the run reached, not listed: this kernel cannot check them \
+                 by path (Linux 6.7+), so a profile listing them is refused here:"
+            );
+            for path in &learned.observed.unix {
+                let _ = writeln!(o, "#   {path}");
+            }
+        }
+    }
     // Names in `connect` already open the gate; lookups with nothing named keep it open.
     if (!dns.is_empty() || learned.observed.looked_up) && learned.observed.names.is_empty() {
         let _ = writeln!(o, "dns = true");
@@ -267,6 +288,7 @@ mod tests {
             observed: &observed,
             env_keep: &["PATH".into()],
             resolvers: &["10.0.0.2".parse().unwrap()],
+            unix_checked: true,
         });
         let value: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(value["filesystem"]["write"][0].as_str(), Some("${CWD}"));

@@ -79,6 +79,14 @@ pub enum PlanError {
         .0.write.display()
     )]
     ExecWritable(exec_writable::Overlap),
+    #[error(
+        "network.unix: {socket} lies in the write path {write} (filesystem.write), so the tool \
+         could replace it with a link to any other socket (the guard daemon's included); list a \
+         socket outside the write paths",
+        socket = .0.exec.display(),
+        write = .0.write.display()
+    )]
+    UnixInWritePath(exec_writable::Overlap),
     #[error(transparent)]
     Baseline(#[from] baseline::BaselineError),
     #[error("process.user: no user `{0}` on this host")]
@@ -256,11 +264,44 @@ impl Plan {
                 return Err(PlanError::ExecWritable(overlap));
             }
         }
+        // The probes compare socket paths as strings: a socket the tool could remove and
+        // replace (by a symlink, or a directory above it by another) would lead it anywhere.
+        let unix = expand_all("network.unix", &p.network.unix, &ctx.expand)?;
+        // Compared as written and with symlinks resolved (where the paths exist), so neither
+        // spelling hides an overlap.
+        let resolved = |p: &std::path::Path| -> Option<PathBuf> {
+            match (p.parent(), p.file_name()) {
+                (Some(dir), Some(name)) => dir.canonicalize().ok().map(|d| d.join(name)),
+                _ => None,
+            }
+        };
+        let write: Vec<(PathBuf, Option<PathBuf>)> = landlock
+            .write_paths()
+            .map(|w| (w.to_path_buf(), w.canonicalize().ok()))
+            .collect();
+        if let Some(overlap) = unix.iter().find_map(|socket| {
+            let socket_resolved = resolved(socket);
+            write
+                .iter()
+                .find(|(w, w_resolved)| {
+                    let spellings = [Some(w), w_resolved.as_ref()];
+                    spellings.into_iter().flatten().any(|w| {
+                        socket.starts_with(w)
+                            || socket_resolved.as_ref().is_some_and(|s| s.starts_with(w))
+                    })
+                })
+                .map(|(w, _)| exec_writable::Overlap {
+                    exec: socket.clone(),
+                    write: w.clone(),
+                })
+        }) {
+            return Err(PlanError::UnixInWritePath(overlap));
+        }
         let ebpf = EbpfPolicy {
             exec_allow,
             connect: p.network.connect.clone(),
             bind: p.network.bind.clone(),
-            unix: expand_all("network.unix", &p.network.unix, &ctx.expand)?,
+            unix,
             dns,
             dns_gate,
             connects_per_minute: p.limits.connects_per_minute,
