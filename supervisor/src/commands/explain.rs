@@ -268,6 +268,12 @@ fn network_section(o: &mut String, plan: &Plan, e: &Enforcement, host: &HostView
         "  unix:    {}",
         list(plan.ebpf.unix.iter().map(|u| u.display()))
     );
+    if !plan.ebpf.unix.is_empty() {
+        say!(
+            o,
+            "    a unix connect or datagram send must name a listed path exactly as written (absolute); a link, a relative path or any other socket is refused (EPERM, a network.unix record); abstract names are left to scoping"
+        );
+    }
     let names = crate::dns::names::NameRules::from_endpoints(&plan.ebpf.connect);
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     if names.is_empty() {
