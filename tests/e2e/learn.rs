@@ -257,6 +257,58 @@ fn a_learned_python_profile_runs_the_script_and_denies_the_key_and_writes_outsid
 }
 
 #[test]
+fn a_learned_workspace_shell_profile_archives_the_workspace_and_nothing_else() {
+    require_root!();
+    require_tool!("/usr/bin/tar");
+    require_tool!("/usr/bin/gzip");
+    let ws = Workspace::new("learn-sh");
+    fs::write(ws.work.join("notes.txt"), "hello\n").unwrap();
+    let workflow = "mkdir -p build && cp notes.txt build/ && tar czf out.tgz build && \
+                    rm -r build && ls && echo done";
+    let profile = ws.learn(&["/bin/sh", "-c", workflow]);
+    let learned = text(&profile);
+    assert!(!learned.contains(".ssh"), "{learned}");
+    fs::remove_file(ws.work.join("out.tgz")).unwrap();
+
+    let (out, records) = ws.exec_in(&profile, &ws.work, &["/bin/sh", "-c", workflow]);
+    assert_eq!(out.code(), 0, "{out}\n{learned}");
+    assert!(out.stdout.contains("done"), "{out}");
+    assert!(ws.work.join("out.tgz").exists(), "no archive: {out}");
+    no_denial_where_unix_is_checked(&out, &records, &profile);
+
+    // The injected variant: the key into the archive, a copy outside. Bare, both work.
+    let key = ws.home.join(".ssh/id_ed25519");
+    let copy = ws.outside.join("copy.txt");
+    let attack = format!(
+        "tar czf stolen.tgz {key} 2>&1; cp notes.txt {copy} 2>&1; echo end",
+        key = key.display(),
+        copy = copy.display()
+    );
+    let bare = std::process::Command::new("/bin/sh")
+        .args(["-c", &attack])
+        .current_dir(&ws.work)
+        .output()
+        .unwrap();
+    assert!(bare.status.success());
+    assert!(copy.exists(), "bare cp did not work");
+    fs::remove_file(&copy).unwrap();
+    fs::remove_file(ws.work.join("stolen.tgz")).unwrap();
+
+    let (out, records) = ws.exec_in(&profile, &ws.work, &["/bin/sh", "-c", &attack]);
+    assert!(out.stdout.contains("end"), "{out}");
+    assert!(!copy.exists(), "the sandbox wrote {}", copy.display());
+    let stolen = ws.work.join("stolen.tgz");
+    let archived_key = stolen.exists()
+        && std::process::Command::new("tar")
+            .args(["tzf", stolen.to_str().unwrap()])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("id_ed25519"));
+    assert!(!archived_key, "the key went into the archive");
+    assert!(denied(&out, &records, "id_ed25519"), "{out}");
+    assert!(denied(&out, &records, "outside/copy.txt"), "{out}");
+}
+
+#[test]
 fn a_learned_curl_profile_reaches_its_server_and_no_other() {
     require_root!();
     require_tool!("/usr/bin/curl");

@@ -31,11 +31,14 @@ pub fn servers(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// A fresh query for `question` with a random id: recursion desired, EDNS with no options.
+/// A fresh query for `question` with a random id: recursion desired, EDNS with no options, the
+/// name in lower case (so the tool cannot spell bits out in its letters' case).
 pub fn rebuild(question: &Query) -> Message {
     let mut query = Message::new(random_id(), MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = true;
-    query.add_query(question.clone());
+    let mut question = question.clone();
+    question.name = question.name.to_lowercase();
+    query.add_query(question);
     let mut edns = Edns::new();
     edns.set_max_payload(UDP_PAYLOAD);
     query.set_edns(edns);

@@ -52,6 +52,13 @@ pub fn base(binaries: &Binaries) -> anyhow::Result<(RunFiles, Plan)> {
             Content::Bytes(make(&text).into_bytes()),
         ));
     }
+    // A resolv.conf of the guest's own (the host's name servers mean nothing in a VM without
+    // a network): the DNS tests bind-mount theirs over it, which needs a file to mount on.
+    files.files.push((
+        PathBuf::from("/etc/resolv.conf"),
+        0o644,
+        Content::Bytes(b"# the test VM has no network and no name server\n".to_vec()),
+    ));
     let plan = Plan {
         env: vec![
             ("GUARD_VM".into(), "1".into()),
