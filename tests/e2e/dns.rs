@@ -613,3 +613,38 @@ fn when_the_answer_moves_the_new_address_connects_and_the_old_one_expires() {
     assert_eq!(lab.reached(SERVICE_A), 1);
     assert_eq!(lab.reached(SERVICE_B), 2);
 }
+
+#[test]
+fn a_refused_name_ends_the_sandbox_when_network_violations_kill() {
+    require_root!();
+    let lab = Lab::new("dns-kill", zone(&[("x.evil.test", &[("127.0.0.7", 60)])]));
+    let after = lab.dir.path().join("after-lookup");
+    let script = format!(
+        "import socket, time\n\
+         try:\n    socket.getaddrinfo('x.evil.test', 80, socket.AF_INET)\nexcept OSError:\n    pass\n\
+         time.sleep(2)\n\
+         open({:?}, 'w').write('alive')\n",
+        after.display().to_string()
+    );
+    let log = lab.logs.path().join("dns-kill-audit.jsonl");
+    let out = lab.guarded(
+        "connect = [\"api.test:443\"]\n[on_violation]\nnetwork = \"kill\"",
+        &log,
+        &script,
+        &[],
+    );
+    assert_eq!(out.code(), 137, "{out}");
+    assert!(out.stderr.contains("guard: killed"), "{out}");
+    assert!(
+        !after.exists(),
+        "the sandbox went on after the refused lookup"
+    );
+    assert_eq!(lab.queries_with("evil"), Vec::<String>::new());
+    let records = records(&log);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "dns" && r["verdict"] == "kill"),
+        "no kill record: {records:?}"
+    );
+}

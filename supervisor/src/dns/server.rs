@@ -40,6 +40,8 @@ pub struct GateConfig {
     pub servers: Vec<SocketAddr>,
     /// Audit mode: a name outside the profile is answered too, and recorded as `audit`.
     pub audit: bool,
+    /// `on_violation.network = "kill"`: a refused name ends the whole sandbox.
+    pub kill: bool,
 }
 
 /// One decision of the gate, for the audit log (event `dns`).
@@ -324,6 +326,9 @@ async fn answer(state: &State, bytes: &[u8], transport: Transport) -> Option<Vec
     if covered.is_none() && !state.config.audit {
         let mut record = refusal(&name, "not covered by network.connect", transport);
         record.detail["type"] = json!(qtype);
+        if state.config.kill {
+            record.verdict = Verdict::Kill;
+        }
         state.record(record);
         return error_reply(id, Some(&query), ResponseCode::Refused);
     }

@@ -605,6 +605,7 @@ fn start_gate(
         names: crate::dns::names::NameRules::from_endpoints(&plan.ebpf.connect),
         servers: crate::dns::upstream::servers(&resolv),
         audit: !enforce,
+        kill: plan.on_violation.network == crate::plan::ViolationAction::Kill,
     };
     gate.start(
         config,

@@ -142,7 +142,22 @@ impl<'a> Monitor<'a> {
     fn record_dns(&mut self, exe: &str, pid: i32, records: Vec<GateRecord>) {
         for record in records {
             let rule = Some("network.connect");
-            if record.verdict == Verdict::Deny {
+            if record.verdict == Verdict::Kill {
+                // on_violation.network = "kill": the refused lookup ends the whole sandbox.
+                let line = format!(
+                    "guard: killed {pid} {exe}: DNS lookup of {}: not covered by network.connect \
+                     (rule network.connect, on_violation = kill)",
+                    record.name
+                );
+                match self.feed.as_mut() {
+                    Some(feed) if feed.killed_for.is_none() => feed.killed_for = Some(line),
+                    Some(_) => {}
+                    None => self.say(&format!("{line}\n")),
+                }
+                if let Err(err) = self.cgroup.kill_all() {
+                    eprintln!("guard: error: killing the sandbox: {}", error_chain(&err));
+                }
+            } else if record.verdict == Verdict::Deny {
                 let key = FoldKey {
                     event: AuditEvent::Dns,
                     verdict: record.verdict,
