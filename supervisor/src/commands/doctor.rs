@@ -66,6 +66,7 @@ pub fn render(f: &HostFeatures, view: &HostView, tracefs: Option<&PathBuf>, root
     for (name, probe) in [
         ("tracepoint", &f.bpf.tracepoint),
         ("cgroup_sock_addr", &f.bpf.cgroup_sock_addr),
+        ("cgroup_unix", &f.bpf.cgroup_unix),
         ("lsm", &f.bpf.lsm),
         ("fentry", &f.bpf.fentry),
     ] {
