@@ -648,3 +648,47 @@ fn a_refused_name_ends_the_sandbox_when_network_violations_kill() {
         "no kill record: {records:?}"
     );
 }
+
+#[test]
+fn a_permitted_name_answering_a_link_local_address_does_not_open_it() {
+    require_root!();
+    // DNS rebinding by whoever controls a permitted name, towards the cloud metadata service.
+    let lab = Lab::new(
+        "dns-rebind",
+        zone(&[("meta.test", &[("169.254.169.254", 60)])]),
+    );
+    let script = "import socket\n\
+                  addr = socket.getaddrinfo('meta.test', 80, socket.AF_INET, socket.SOCK_STREAM)[0][4]\n\
+                  print('resolved', addr[0])\n\
+                  s = socket.socket()\n\
+                  s.settimeout(2)\n\
+                  try:\n    s.connect(addr); print('connected')\nexcept OSError as e:\n    print('errno', e.errno)\n";
+    // Bare, the connect goes out (this namespace has no route, so it fails with ENETUNREACH,
+    // after the kernel tried to send it).
+    let bare = lab.bare(script, &[]);
+    assert!(bare.stdout.contains("resolved 169.254.169.254"), "{bare}");
+    assert!(
+        bare.stdout
+            .contains(&format!("errno {}", libc::ENETUNREACH)),
+        "{bare}"
+    );
+    let log = lab.logs.path().join("dns-rebind-audit.jsonl");
+    let out = lab.guarded(r#"connect = ["meta.test:80"]"#, &log, script, &[]);
+    // The lookup is answered, the address is not learned: EPERM before any packet.
+    assert!(out.stdout.contains("resolved 169.254.169.254"), "{out}");
+    assert!(
+        out.stdout.contains(&format!("errno {}", libc::EPERM)),
+        "{out}"
+    );
+    let records = records(&log);
+    let dns = records
+        .iter()
+        .find(|r| r["event"] == "dns" && r["detail"]["name"] == "meta.test")
+        .expect("the dns record");
+    assert!(
+        dns["detail"]["not_learned"][0]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("link-local")),
+        "{dns}"
+    );
+}

@@ -54,6 +54,24 @@ pub enum LearnError {
     Map(#[from] MapError),
     #[error("too many port ranges for one learned address")]
     TooManyPorts,
+    #[error(
+        "a link-local address (cloud metadata services live there) is never learned from an \
+         answer; list it in network.connect if the tool must reach it"
+    )]
+    LinkLocal,
+}
+
+/// Whether `addr` is link-local (169.254.0.0/16, fe80::/10, and their IPv4-mapped forms): where
+/// cloud instances serve their metadata and credentials. A permitted name whose answer points
+/// there (DNS rebinding by whoever controls the name) must not open it.
+pub fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
 }
 
 /// The learned addresses of one sandbox.
@@ -94,6 +112,9 @@ impl Learned {
         ttl: u32,
         now_ns: u64,
     ) -> Result<(), LearnError> {
+        if is_link_local(addr) {
+            return Err(LearnError::LinkLocal);
+        }
         if !self.grants.contains_key(&addr) && self.grants.len() >= MAX_PER_SANDBOX {
             return Err(LearnError::Full);
         }
@@ -246,6 +267,23 @@ mod tests {
         t.learn(new, "api.test", &[P443], 3, 1_000_000_000).unwrap();
         assert_eq!(t.live(2_000_000_000).len(), 2);
         assert_eq!(t.live(3_500_000_000), [(new, "api.test".to_owned())]);
+    }
+
+    #[test]
+    fn link_local_answers_are_never_learned() {
+        let mut t = table();
+        for addr in ["169.254.169.254", "fe80::1", "::ffff:169.254.169.254"] {
+            let addr: IpAddr = addr.parse().unwrap();
+            assert!(matches!(
+                t.learn(addr, "api.test", &[P443], 60, 0),
+                Err(LearnError::LinkLocal)
+            ));
+        }
+        assert!(t.live(0).is_empty());
+        assert!(
+            t.learn("10.0.0.1".parse().unwrap(), "api.test", &[P443], 60, 0)
+                .is_ok()
+        );
     }
 
     #[test]
