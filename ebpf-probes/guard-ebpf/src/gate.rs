@@ -60,6 +60,9 @@ pub fn is_v4_mapped(family: u16, a: &[u8; 16]) -> bool {
 /// false when the socket could not be re-addressed (no gate for the family).
 #[inline(always)]
 pub fn to_gate(ctx: &SockAddrContext, gate: GateAddr, origin: GateOrigin) -> bool {
+    if matches!(gate, GateAddr::None) {
+        return false;
+    }
     let sa = ctx.sock_addr;
     // SAFETY: the program's context; the cookie helper only reads the socket.
     let cookie = unsafe { bpf_get_socket_cookie(sa as *mut _) };
@@ -90,7 +93,7 @@ pub fn to_gate(ctx: &SockAddrContext, gate: GateAddr, origin: GateOrigin) -> boo
                 (*sa).user_ip6[3] = u32::from_ne_bytes([0, 0, 0, 1]);
                 (*sa).user_port = u32::from(port.to_be());
             }
-            GateAddr::None => return false,
+            GateAddr::None => {}
         }
     }
     true

@@ -38,7 +38,7 @@ use guard_common::{
     },
 };
 
-use crate::gate::{self, AF_INET, AF_INET6, GateAddr};
+use crate::gate::{self, AF_INET, AF_INET6};
 use crate::identity::current_sandbox;
 use crate::maps::{
     LEARNED, NET4, NET6, SANDBOX_STATE, UDP_PEERS, UdpPeerKey, count_error, count_lost, ring_of,
@@ -222,7 +222,7 @@ fn dns_to_gate(
     if gate::is_v4_mapped(target.family, &target.addr) {
         flags |= FLAG_V4_MAPPED;
     }
-    if !matches!(gate_addr, GateAddr::None) && gate::to_gate(ctx, gate_addr, origin) {
+    if gate::to_gate(ctx, gate_addr, origin) {
         record(
             cgroup_id,
             policy,

@@ -163,8 +163,9 @@ impl Learned {
         }
     }
 
-    /// The addresses allowed now, with the name that brought them (for tests and explain).
-    pub fn live(&self, now_ns: u64) -> Vec<(IpAddr, String)> {
+    /// The addresses allowed now, with the name that brought them.
+    #[cfg(test)]
+    fn live(&self, now_ns: u64) -> Vec<(IpAddr, String)> {
         let mut out: Vec<(IpAddr, String)> = self
             .grants
             .iter()

@@ -12,6 +12,7 @@ pub mod sandbox;
 pub mod scripts;
 pub mod stale;
 pub mod stamp;
+pub mod sys;
 pub mod tracefs;
 pub mod unix_hooks;
 pub mod unload;

@@ -13,13 +13,14 @@
 
 use std::collections::HashSet;
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_insn, bpf_prog_type};
 use guard_common::names;
 use guard_common::policy::{SOCK_ADDR_KERN_UADDR, SOCK_ADDR_KERN_UADDRLEN};
 
+use super::sys::{ProgLoadAttr, bpf, owned, prog_loads, return_imm};
 use crate::host::btf::{self, VmlinuxBtf};
 
 /// The hooks and their attach types.
@@ -131,42 +132,8 @@ fn check_offsets(vmlinux: &mut Option<VmlinuxBtf>) -> Result<(), String> {
     Ok(())
 }
 
-/// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`'s neighbours.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
 /// The object's license: the probes call GPL-only helpers.
 const LICENSE: &CStr = c"Dual MIT/GPL";
-
-fn bpf(cmd: bpf_cmd, attr: *const u8, size: usize) -> std::io::Result<i64> {
-    // SAFETY: the caller passes a valid attr of `size` bytes for `cmd`; the kernel reads it
-    // (and the buffers it points to, alive for the call).
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr, size) };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn owned(fd: i64) -> OwnedFd {
-    // SAFETY: a new descriptor the kernel just returned, owned from here on.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
 
 /// Loads `insns` as a cgroup sock_addr program for `attach_type`; a refusal carries the
 /// verifier's last lines.
@@ -182,23 +149,16 @@ fn load(insns: &[bpf_insn], attach_type: bpf_attach_type) -> Result<OwnedFd, Str
     };
     let name = b"guard_unix";
     attr.prog_name[..name.len()].copy_from_slice(name);
-    match bpf(
-        bpf_cmd::BPF_PROG_LOAD,
-        (&raw const attr).cast(),
-        size_of::<ProgLoadAttr>(),
-    ) {
+    // SAFETY: the instructions and license outlive the call; no log buffer yet.
+    match unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &attr) } {
         Ok(fd) => Ok(owned(fd)),
         Err(first) => {
             // Again with the verifier's log, to say why.
             attr.log_level = 1;
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
-            let _ = bpf(
-                bpf_cmd::BPF_PROG_LOAD,
-                (&raw const attr).cast(),
-                size_of::<ProgLoadAttr>(),
-            )
-            .map(owned);
+            // SAFETY: as above, and the log buffer is writable and `log_size` bytes long.
+            let _ = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &attr) }.map(owned);
             let text = String::from_utf8_lossy(&log);
             let text = text.trim_end_matches('\0');
             let tail: Vec<&str> = text.lines().rev().take(3).collect();
@@ -239,12 +199,8 @@ fn link_create(
         attach_type: attach_type as u32,
         ..LinkCreateAttr::default()
     };
-    bpf(
-        bpf_cmd::BPF_LINK_CREATE,
-        (&raw const attr).cast(),
-        size_of::<LinkCreateAttr>(),
-    )
-    .map(owned)
+    // SAFETY: a BPF_LINK_CREATE attr of descriptors; no pointers.
+    unsafe { bpf(bpf_cmd::BPF_LINK_CREATE, &attr) }.map(owned)
 }
 
 /// `union bpf_attr` for BPF_OBJ_PIN.
@@ -266,35 +222,21 @@ fn pin(link: &OwnedFd, path: &Path) -> std::io::Result<()> {
         bpf_fd: link.as_raw_fd() as u32,
         ..ObjPinAttr::default()
     };
-    bpf(
-        bpf_cmd::BPF_OBJ_PIN,
-        (&raw const attr).cast(),
-        size_of::<ObjPinAttr>(),
-    )
-    .map(|_| ())
+    // SAFETY: the path outlives the call.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_PIN, &attr) }.map(|_| ())
 }
 
 /// Whether this kernel has the cgroup unix hooks: a two-instruction program for
 /// `BPF_CGROUP_UNIX_CONNECT` loads (it is closed at once, never attached).
 pub fn kernel_has_unix_hooks() -> Result<(), String> {
-    // `r0 = 1; exit`.
-    let insns: [u64; 2] = [
-        u64::from_le_bytes([0xb7, 0, 0, 0, 1, 0, 0, 0]),
-        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-    ];
-    let attr = ProgLoadAttr {
+    let insns = return_imm(1);
+    prog_loads(&ProgLoadAttr {
         prog_type: bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK_ADDR as u32,
-        insn_cnt: 2,
+        insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: LICENSE.as_ptr() as u64,
         expected_attach_type: bpf_attach_type::BPF_CGROUP_UNIX_CONNECT as u32,
         ..ProgLoadAttr::default()
-    };
-    bpf(
-        bpf_cmd::BPF_PROG_LOAD,
-        (&raw const attr).cast(),
-        size_of::<ProgLoadAttr>(),
-    )
-    .map(|fd| drop(owned(fd)))
+    })
     .map_err(|e| format!("cgroup unix socket hooks do not load ({e}; Linux 6.7+)"))
 }

@@ -69,44 +69,13 @@ pub fn lsm_listed() -> Option<bool> {
 ///
 /// The minimum kernel version required to use this feature is 5.7 (BPF LSM).
 pub fn lsm_program_loads(attach_btf_id: u32) -> std::io::Result<()> {
-    use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
+    use crate::ebpf::sys::{ProgLoadAttr, prog_loads, return_imm};
+    use aya_obj::generated::{bpf_attach_type, bpf_prog_type};
 
-    /// The `BPF_PROG_LOAD` part of `union bpf_attr` up to `attach_btf_id`; the kernel reads
-    /// fields past a shorter size as zero.
-    #[repr(C)]
-    #[derive(Default)]
-    struct ProgLoadAttr {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-        prog_btf_fd: u32,
-        func_info_rec_size: u32,
-        func_info: u64,
-        func_info_cnt: u32,
-        line_info_rec_size: u32,
-        line_info: u64,
-        line_info_cnt: u32,
-        attach_btf_id: u32,
-    }
-    const _: () = assert!(size_of::<ProgLoadAttr>() == 112);
-
-    // `r0 = 0; exit`, as `struct bpf_insn`s (opcode, registers, offset, immediate).
-    let insns: [u64; 2] = [
-        u64::from_le_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]),
-        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-    ];
+    let insns = return_imm(0);
     // LSM programs must be GPL-compatible.
     let license = c"GPL";
-    let attr = ProgLoadAttr {
+    prog_loads(&ProgLoadAttr {
         prog_type: bpf_prog_type::BPF_PROG_TYPE_LSM as u32,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
@@ -114,24 +83,7 @@ pub fn lsm_program_loads(attach_btf_id: u32) -> std::io::Result<()> {
         expected_attach_type: bpf_attach_type::BPF_LSM_MAC as u32,
         attach_btf_id,
         ..ProgLoadAttr::default()
-    };
-    // SAFETY: BPF_PROG_LOAD reads `attr` (size given) and the instructions and license it
-    // points to, all alive for the call; it writes nothing into this process's memory (no log
-    // buffer). The returned fd, if any, is owned here and closed below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_PROG_LOAD as libc::c_long,
-            &attr as *const ProgLoadAttr,
-            size_of::<ProgLoadAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd returned to us by the kernel, closed once.
-    unsafe { libc::close(fd as libc::c_int) };
-    Ok(())
+    })
 }
 
 /// Whether the comma-separated LSM list names `bpf`.

@@ -268,33 +268,25 @@ impl Plan {
         // replace (by a symlink, or a directory above it by another) would lead it anywhere.
         let unix = expand_all("network.unix", &p.network.unix, &ctx.expand)?;
         // Compared as written and with symlinks resolved (where the paths exist), so neither
-        // spelling hides an overlap.
+        // spelling hides an overlap; the same comparison as for executables.
         let resolved = |p: &std::path::Path| -> Option<PathBuf> {
             match (p.parent(), p.file_name()) {
                 (Some(dir), Some(name)) => dir.canonicalize().ok().map(|d| d.join(name)),
                 _ => None,
             }
         };
-        let write: Vec<(PathBuf, Option<PathBuf>)> = landlock
-            .write_paths()
-            .map(|w| (w.to_path_buf(), w.canonicalize().ok()))
+        let sockets: Vec<PathBuf> = unix
+            .iter()
+            .flat_map(|s| [Some(s.clone()), resolved(s)])
+            .flatten()
             .collect();
-        if let Some(overlap) = unix.iter().find_map(|socket| {
-            let socket_resolved = resolved(socket);
-            write
-                .iter()
-                .find(|(w, w_resolved)| {
-                    let spellings = [Some(w), w_resolved.as_ref()];
-                    spellings.into_iter().flatten().any(|w| {
-                        socket.starts_with(w)
-                            || socket_resolved.as_ref().is_some_and(|s| s.starts_with(w))
-                    })
-                })
-                .map(|(w, _)| exec_writable::Overlap {
-                    exec: socket.clone(),
-                    write: w.clone(),
-                })
-        }) {
+        let write: Vec<PathBuf> = landlock
+            .write_paths()
+            .flat_map(|w| [Some(w.to_path_buf()), w.canonicalize().ok()])
+            .flatten()
+            .collect();
+        let write: Vec<&std::path::Path> = write.iter().map(PathBuf::as_path).collect();
+        if let Some(overlap) = exec_writable::first_overlap(&sockets, &write) {
             return Err(PlanError::UnixInWritePath(overlap));
         }
         let ebpf = EbpfPolicy {

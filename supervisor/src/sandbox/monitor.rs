@@ -13,7 +13,6 @@ use super::probe_events::{self, ExeNames, STDERR_LINES};
 use super::supervise::Watcher;
 use super::syscall_denials::{Answer, Denial, SyscallListener};
 use crate::audit::{AuditError, AuditEvent, AuditLog, Enforcer, Verdict};
-use crate::dns::learned::LearnedNames;
 use crate::dns::{GateRecord, RunningGate};
 use crate::ebpf::RegisteredSandbox;
 use crate::plan::LandlockPlan;
@@ -48,7 +47,6 @@ pub struct Monitor<'a> {
 /// record names the command (the sandbox), not the process that asked.
 struct GateFeed {
     gate: RunningGate,
-    names: LearnedNames,
     pid: i32,
     exe: String,
 }
@@ -110,7 +108,6 @@ impl<'a> Monitor<'a> {
     /// command's.
     pub fn watch_dns_gate(&mut self, gate: RunningGate, pid: i32, exe: &str) {
         self.dns = Some(GateFeed {
-            names: gate.names(),
             gate,
             pid,
             exe: exe.to_owned(),
@@ -537,7 +534,7 @@ impl Watcher for Monitor<'_> {
             }
         }
         self.drain_dns();
-        let learned_names = self.dns.as_ref().map(|d| d.names.clone());
+        let learned_names = self.dns.as_ref().map(|d| d.gate.names());
         let Some(feed) = self.feed.as_mut() else {
             return;
         };

@@ -51,7 +51,17 @@ pub fn attach(
     dns_ports: (u16, u16),
 ) -> Result<AttachedProbes, AttachError> {
     let cgroup_id = cgroup.cgroup2_id();
-    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    // Read only for a profile that names hosts: every sandbox start pays for this.
+    let names = plan
+        .ebpf
+        .connect
+        .iter()
+        .any(|e| matches!(e.host, Host::Name(_)));
+    let hosts = if names {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        String::new()
+    };
     let net_rules = network_rules(plan, &hosts)?;
     let net = rules::net_entries(cgroup_id, &net_rules).map_err(PolicyError::from)?;
     let policy = guard_common::SandboxPolicy {
